@@ -1,0 +1,2 @@
+-- A deliberate no-op that keeps the version numbers aligned with LangGraph's.
+SELECT 1;

@@ -1,0 +1,178 @@
+//! Wires the service together: pool, monitor, store, gRPC server, readiness and shutdown.
+//!
+//! [`Application::build`] binds the listener (port 0 in tests) without waiting for the
+//! database; [`Application::run_until_stopped`] serves until the shutdown future resolves, then
+//! reports NOT_SERVING, drains in-flight calls for at most the grace period, and closes the pool.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::config::Config;
+use crate::domain::Validator;
+use crate::grpc::{self, CHECKPOINT_SERVICE_NAME, CheckpointGrpc};
+use crate::storage::pool::PoolSetupError;
+use crate::storage::{Pool, Store, migrations, monitor};
+
+/// The service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The pool settings are unusable.
+    #[error(transparent)]
+    Pool(#[from] PoolSetupError),
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// The service stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Reflection could not be built.
+    #[error(transparent)]
+    Reflection(#[from] grpc::ReflectionError),
+    /// The transport failed.
+    #[error("the gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A built, not yet serving, checkpointd.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    config: Config,
+    store: Arc<Store>,
+    database_up: watch::Receiver<bool>,
+    background: CancellationToken,
+}
+
+impl Application {
+    /// Binds the listener and starts the pool and the database monitor.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let pool = Arc::new(Pool::new(config.database.clone(), config.pool.clone())?);
+        let background = CancellationToken::new();
+        let database_up = monitor::spawn(pool.clone(), config.monitor.clone(), background.clone());
+        let store = Arc::new(Store::new(pool, &config.storage, database_up.clone()));
+        let listen = config.server.listen;
+        let listener = TcpListener::bind(listen).await.map_err(|e| StartError::Bind(listen, e))?;
+        tracing::info!(database = %store.pool().describe(), "database configured");
+        Ok(Self { listener, config, store, database_up, background })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The store, for diagnostics and tests.
+    pub fn store(&self) -> Arc<Store> {
+        self.store.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then drains for at most the grace period.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let server = &self.config.server;
+        let service = CheckpointGrpc::new(self.store.clone(), Validator::new(server.limits), server.default_deadline);
+        let (router, reporter) = grpc::router(service, server).await?;
+        let readiness = Readiness {
+            reporter: reporter.clone(),
+            pool: self.store.pool().clone(),
+            migrate: self.config.migrate_on_start,
+            database_up: self.database_up.clone(),
+            stop: self.background.clone(),
+        };
+        tokio::spawn(readiness.follow());
+        let draining = Arc::new(Notify::new());
+        let signal = stop_serving(shutdown, reporter, self.background.clone(), draining.clone());
+        tracing::info!(address = %self.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "serving gRPC");
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let grace = server.shutdown_grace;
+        tokio::select! {
+            served = router.serve_with_incoming_shutdown(incoming, signal) => served?,
+            () = grace_expired(draining, grace) => tracing::warn!(?grace, "shutdown grace expired; dropping the calls still running"),
+        }
+        self.background.cancel();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn stop_serving(
+    shutdown: impl Future<Output = ()>,
+    reporter: HealthReporter,
+    background: CancellationToken,
+    draining: Arc<Notify>,
+) {
+    shutdown.await;
+    tracing::info!("shutdown requested: not serving, draining in-flight calls");
+    background.cancel();
+    reporter.set_service_status(CHECKPOINT_SERVICE_NAME, ServingStatus::NotServing).await;
+    reporter.set_service_status("", ServingStatus::NotServing).await;
+    draining.notify_one();
+}
+
+async fn grace_expired(draining: Arc<Notify>, grace: Duration) {
+    draining.notified().await;
+    tokio::time::sleep(grace).await;
+}
+
+/// Keeps the health status of the checkpoint service equal to "migrated and reachable".
+struct Readiness {
+    reporter: HealthReporter,
+    pool: Arc<Pool>,
+    migrate: bool,
+    database_up: watch::Receiver<bool>,
+    stop: CancellationToken,
+}
+
+impl Readiness {
+    async fn follow(mut self) {
+        if self.migrate && !self.migrate_when_reachable().await {
+            return;
+        }
+        loop {
+            let up = *self.database_up.borrow_and_update();
+            if self.stop.is_cancelled() {
+                return;
+            }
+            let status = if up { ServingStatus::Serving } else { ServingStatus::NotServing };
+            self.reporter.set_service_status(CHECKPOINT_SERVICE_NAME, status).await;
+            tokio::select! {
+                changed = self.database_up.changed() => if changed.is_err() { return },
+                () = self.stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// Runs migrations once the database answers, retrying until they succeed; false on shutdown.
+    async fn migrate_when_reachable(&mut self) -> bool {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if *self.database_up.borrow() {
+                match migrations::run(&self.pool).await {
+                    Ok(report) => {
+                        tracing::info!(applied = ?report.applied, version = report.version, "schema is current");
+                        return true;
+                    }
+                    Err(e) => tracing::error!(error = %e, "migration failed; retrying"),
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(Duration::from_secs(5)),
+                _ = self.database_up.changed() => {},
+                () = self.stop.cancelled() => return false,
+            }
+        }
+    }
+}

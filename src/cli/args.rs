@@ -1,0 +1,422 @@
+//! Command-line flags (each with its environment variable), turned into `config` structs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{
+    Config, DatabaseConfig, DatabaseConfigError, DatabaseFlags, LogFormat, PoolConfig, Secret, ServerConfig, SslMode,
+    StorageConfig, TargetSession, resolve_database,
+};
+use crate::domain::Limits;
+use crate::retry::RetryPolicy;
+use crate::storage::monitor::MonitorConfig;
+use crate::telemetry::LogConfig;
+
+const ENVIRONMENT_HELP: &str = "\
+Database settings are taken, each, from the first of: its flag (or the flag's variable),
+DATABASE_URL, its libpq variable (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE,
+PGSSLROOTCERT, PGSSLCERT, PGSSLKEY, PGAPPNAME, PGCONNECT_TIMEOUT, PGTARGETSESSIONATTRS), the
+original deployment's variable (host, port, user, password, dbname), and the default
+(postgres@localhost:5432/postgres). Passwords are read from DATABASE_URL, PGPASSWORD, password or
+--db-password-file, never from a flag of their own, and never logged.
+
+Logging: RUST_LOG (a tracing filter, e.g. info,checkpointd=debug), DEBUG=1 (debug level for
+checkpointd), VERBOSE_SSL_LOGGING=true (debug level for TLS and the PostgreSQL driver).";
+
+/// checkpointd stores LangGraph checkpoints in PostgreSQL behind a gRPC API.
+#[derive(Debug, Parser)]
+#[command(name = "checkpointd", version, after_long_help = ENVIRONMENT_HELP)]
+pub struct Cli {
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the gRPC API (migrating the database first unless --migrate=false).
+    Serve(Box<ServeArgs>),
+    /// Apply the database migrations and exit.
+    Migrate(Box<MigrateArgs>),
+    /// Ask a running server whether it is serving; exit 0 only when SERVING.
+    Health(HealthArgs),
+    /// Start a private throwaway PostgreSQL, migrate it and serve; Ctrl-C stops everything.
+    Dev(Box<DevArgs>),
+}
+
+/// Logging flags.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log line format.
+    #[arg(long, env = "CHECKPOINTD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// Log filter in RUST_LOG syntax.
+    #[arg(long, env = "RUST_LOG", global = true)]
+    pub log_filter: Option<String>,
+    /// Debug logging for checkpointd (the original deployment's DEBUG=1).
+    #[arg(long, env = "DEBUG", value_parser = BoolishValueParser::new(), default_value_t = false, global = true, hide_env_values = true)]
+    pub debug: bool,
+    /// Debug logging for TLS and the driver (the original deployment's VERBOSE_SSL_LOGGING).
+    #[arg(long, env = "VERBOSE_SSL_LOGGING", value_parser = BoolishValueParser::new(), default_value_t = false, global = true)]
+    pub verbose_ssl_logging: bool,
+}
+
+impl LogArgs {
+    /// The logging configuration.
+    pub fn config(&self) -> LogConfig {
+        LogConfig {
+            format: self.log_format,
+            filter: self.log_filter.clone(),
+            debug: self.debug,
+            verbose_tls: self.verbose_ssl_logging,
+        }
+    }
+}
+
+/// Parses `30s`, `250ms`, `2m`, or a bare number of seconds (`1.5`, as the original deployment wrote them).
+fn duration(text: &str) -> Result<Duration, String> {
+    if let Ok(seconds) = text.trim().parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string());
+    }
+    humantime::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// Parses a byte size: `4194304`, `64MiB`, `1GiB`, `512KiB`.
+fn byte_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let (digits, multiplier) = [("GiB", 1usize << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)]
+        .iter()
+        .find_map(|(suffix, m)| text.strip_suffix(suffix).map(|d| (d.trim(), *m)))
+        .unwrap_or((text, 1));
+    let n: usize = digits.parse().map_err(|_| format!("{text:?} is not a size like 4194304 or 64MiB"))?;
+    n.checked_mul(multiplier).ok_or_else(|| "size too large".to_owned())
+}
+
+/// gRPC server flags.
+#[derive(Debug, Args, Clone)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CHECKPOINTD_LISTEN", default_value = "0.0.0.0:50051")]
+    pub listen: SocketAddr,
+    /// Largest request or response message (bytes, or with KiB/MiB/GiB).
+    #[arg(long, env = "CHECKPOINTD_MAX_MESSAGE_SIZE", default_value = "64MiB", value_parser = byte_size)]
+    pub max_message_size: usize,
+    /// Deadline for calls that set none (and for each List page).
+    #[arg(long, env = "CHECKPOINTD_DEFAULT_DEADLINE", default_value = "30s", value_parser = duration)]
+    pub default_deadline: Duration,
+    /// Longest wait for in-flight calls at shutdown.
+    #[arg(long, env = "CHECKPOINTD_SHUTDOWN_GRACE", default_value = "20s", value_parser = duration)]
+    pub shutdown_grace: Duration,
+    /// Serve gRPC reflection (v1 and v1alpha).
+    #[arg(long, env = "CHECKPOINTD_REFLECTION", default_value_t = true, value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub reflection: bool,
+    /// Most checkpoints read from the database per List page.
+    #[arg(long, env = "CHECKPOINTD_LIST_PAGE_SIZE", default_value_t = 256)]
+    pub list_page_size: u64,
+}
+
+/// Where the database is and how to reach it.
+#[derive(Debug, Args, Clone)]
+pub struct DbArgs {
+    /// PostgreSQL connection string (URL or key=value form, libpq meanings).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// File holding the database password (for container secrets).
+    #[arg(long, env = "CHECKPOINTD_DB_PASSWORD_FILE")]
+    pub db_password_file: Option<PathBuf>,
+    /// TLS to the database, with libpq's meanings [default: prefer].
+    #[arg(long, env = "CHECKPOINTD_DB_SSLMODE", value_enum)]
+    pub db_sslmode: Option<SslMode>,
+    /// PEM file of the certificate authorities to trust [default: the system roots].
+    #[arg(long, env = "CHECKPOINTD_DB_SSLROOTCERT")]
+    pub db_sslrootcert: Option<PathBuf>,
+    /// PEM client certificate.
+    #[arg(long, env = "CHECKPOINTD_DB_SSLCERT")]
+    pub db_sslcert: Option<PathBuf>,
+    /// PEM client private key.
+    #[arg(long, env = "CHECKPOINTD_DB_SSLKEY")]
+    pub db_sslkey: Option<PathBuf>,
+    /// application_name shown in pg_stat_activity [default: checkpointd].
+    #[arg(long, env = "CHECKPOINTD_DB_APPLICATION_NAME")]
+    pub db_application_name: Option<String>,
+    /// Time to open one connection to one host [default: 10s].
+    #[arg(long, env = "CHECKPOINTD_DB_CONNECT_TIMEOUT", value_parser = duration)]
+    pub db_connect_timeout: Option<Duration>,
+    /// Idle time before TCP keepalive probes start [default: 30s].
+    #[arg(long, env = "CHECKPOINTD_DB_KEEPALIVES_IDLE", value_parser = duration)]
+    pub db_keepalives_idle: Option<Duration>,
+    /// Time between keepalive probes [default: 10s].
+    #[arg(long, env = "CHECKPOINTD_DB_KEEPALIVES_INTERVAL", value_parser = duration)]
+    pub db_keepalives_interval: Option<Duration>,
+    /// Unanswered keepalive probes before the connection drops [default: 3].
+    #[arg(long, env = "CHECKPOINTD_DB_KEEPALIVES_COUNT")]
+    pub db_keepalives_count: Option<u32>,
+    /// TCP_USER_TIMEOUT: how long sent data may go unacknowledged (catches half-open connections) [default: 30s].
+    #[arg(long, env = "CHECKPOINTD_DB_TCP_USER_TIMEOUT", value_parser = duration)]
+    pub db_tcp_user_timeout: Option<Duration>,
+    /// Which host to accept when several are given [default: any].
+    #[arg(long, env = "CHECKPOINTD_DB_TARGET_SESSION_ATTRS", value_enum)]
+    pub db_target_session_attrs: Option<TargetSession>,
+    /// statement_timeout set in every transaction, capped by the call's deadline [default: 30s].
+    #[arg(long, env = "CHECKPOINTD_DB_STATEMENT_TIMEOUT", value_parser = duration)]
+    pub db_statement_timeout: Option<Duration>,
+    /// idle_in_transaction_session_timeout set in every transaction [default: 60s].
+    #[arg(long, env = "CHECKPOINTD_DB_IDLE_IN_TRANSACTION_TIMEOUT", value_parser = duration)]
+    pub db_idle_in_transaction_timeout: Option<Duration>,
+    /// Keep prepared statements across transactions; set false behind PgBouncer or Supavisor in transaction mode [default: true].
+    #[arg(long, env = "CHECKPOINTD_DB_STATEMENT_CACHE", value_parser = BoolishValueParser::new())]
+    pub db_statement_cache: Option<bool>,
+}
+
+impl DbArgs {
+    /// Resolves the database settings against the process environment.
+    pub fn resolve(&self) -> Result<DatabaseConfig, DatabaseConfigError> {
+        let flags = DatabaseFlags {
+            url: self.database_url.clone().map(Secret::new),
+            password_file: self.db_password_file.clone(),
+            ssl_mode: self.db_sslmode,
+            ssl_root_cert: self.db_sslrootcert.clone(),
+            ssl_cert: self.db_sslcert.clone(),
+            ssl_key: self.db_sslkey.clone(),
+            application_name: self.db_application_name.clone(),
+            connect_timeout: self.db_connect_timeout,
+            keepalives_idle: self.db_keepalives_idle,
+            keepalives_interval: self.db_keepalives_interval,
+            keepalives_retries: self.db_keepalives_count,
+            tcp_user_timeout: self.db_tcp_user_timeout,
+            target_session: self.db_target_session_attrs,
+            statement_timeout: self.db_statement_timeout,
+            idle_in_transaction_timeout: self.db_idle_in_transaction_timeout,
+            statement_cache: self.db_statement_cache,
+        };
+        resolve_database(&flags, &|name| std::env::var(name).ok())
+    }
+}
+
+/// Connection pool and monitoring flags.
+#[derive(Debug, Args, Clone)]
+pub struct PoolArgs {
+    /// Most database connections.
+    #[arg(long, env = "CHECKPOINTD_POOL_MAX_SIZE", default_value_t = 16)]
+    pub pool_max_size: u32,
+    /// Idle connections kept open.
+    #[arg(long, env = "CHECKPOINTD_POOL_MIN_IDLE", default_value_t = 2)]
+    pub pool_min_idle: u32,
+    /// Longest wait for a free connection.
+    #[arg(long, env = "CHECKPOINTD_POOL_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub pool_acquire_timeout: Duration,
+    /// Idle connections above the minimum close after this.
+    #[arg(long, env = "CHECKPOINTD_POOL_IDLE_TIMEOUT", default_value = "10m", value_parser = duration)]
+    pub pool_idle_timeout: Duration,
+    /// Connections retire after this (plus jitter), before servers and proxies cut them.
+    #[arg(long, env = "CHECKPOINTD_POOL_MAX_LIFETIME", default_value = "30m", value_parser = duration)]
+    pub pool_max_lifetime: Duration,
+    /// Random extra lifetime, so connections do not all retire together.
+    #[arg(long, env = "CHECKPOINTD_POOL_LIFETIME_JITTER", default_value = "2m", value_parser = duration)]
+    pub pool_lifetime_jitter: Duration,
+    /// Longest checkout ping before a connection is discarded.
+    #[arg(long, env = "CHECKPOINTD_POOL_VALIDATION_TIMEOUT", default_value = "1s", value_parser = duration)]
+    pub pool_validation_timeout: Duration,
+    /// Connections used within this are handed out without a ping.
+    #[arg(long, env = "CHECKPOINTD_POOL_VALIDATION_SKIP", default_value = "1s", value_parser = duration)]
+    pub pool_validation_skip: Duration,
+    /// Rebuild the pool after repeated connection failures (the original ENABLE_POOL_RECREATION).
+    #[arg(long, env = "ENABLE_POOL_RECREATION", default_value_t = true, value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub pool_recreation: bool,
+    /// Consecutive connection failures that rebuild the pool.
+    #[arg(long, env = "CHECKPOINTD_POOL_RECREATE_AFTER", default_value_t = 3)]
+    pub pool_recreate_after: u32,
+    /// Least time between two rebuilds.
+    #[arg(long, env = "CHECKPOINTD_POOL_RECREATION_COOLDOWN", default_value = "30s", value_parser = duration)]
+    pub pool_recreation_cooldown: Duration,
+    /// Probe the database and report it in the health service (the original ENABLE_CONNECTION_MONITORING).
+    #[arg(long, env = "ENABLE_CONNECTION_MONITORING", default_value_t = true, value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub monitor: bool,
+    /// Time between database probes.
+    #[arg(long, env = "CHECKPOINTD_MONITOR_INTERVAL", default_value = "2s", value_parser = duration)]
+    pub monitor_interval: Duration,
+    /// Time allowed for one probe.
+    #[arg(long, env = "CHECKPOINTD_MONITOR_TIMEOUT", default_value = "2s", value_parser = duration)]
+    pub monitor_timeout: Duration,
+    /// Failed probes before the service reports NOT_SERVING.
+    #[arg(long, env = "CHECKPOINTD_MONITOR_FAILURES", default_value_t = 2)]
+    pub monitor_failures: u32,
+}
+
+/// Retry flags; the original deployment's variable names are honoured.
+#[derive(Debug, Args, Clone)]
+pub struct RetryArgs {
+    /// Retries of a failed transaction (the original CHECKPOINT_MAX_RETRIES).
+    #[arg(long, env = "CHECKPOINT_MAX_RETRIES", default_value_t = 4)]
+    pub max_retries: u32,
+    /// First backoff after contention or overload (CHECKPOINT_RETRY_BASE_DELAY; seconds or 50ms).
+    #[arg(long, env = "CHECKPOINT_RETRY_BASE_DELAY", default_value = "25ms", value_parser = duration)]
+    pub retry_base_delay: Duration,
+    /// First backoff after a lost connection or an unavailable server (SSL_RETRY_DELAY).
+    #[arg(long, env = "SSL_RETRY_DELAY", default_value = "100ms", value_parser = duration)]
+    pub retry_connection_delay: Duration,
+    /// Backoff growth after a pooler lost its backend, e.g. Supavisor "DbHandler exited" (DBHANDLER_EXITED_DELAY_MULTIPLIER).
+    #[arg(long, env = "DBHANDLER_EXITED_DELAY_MULTIPLIER", default_value_t = 3.0)]
+    pub retry_pooler_multiplier: f64,
+    /// Largest backoff.
+    #[arg(long, env = "CHECKPOINTD_RETRY_MAX_DELAY", default_value = "2s", value_parser = duration)]
+    pub retry_max_delay: Duration,
+}
+
+impl RetryArgs {
+    fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_retries: self.max_retries,
+            base_delay: self.retry_base_delay,
+            connection_base_delay: self.retry_connection_delay,
+            multiplier: 2.0,
+            pooler_multiplier: self.retry_pooler_multiplier,
+            max_delay: self.retry_max_delay,
+        }
+    }
+}
+
+/// `checkpointd serve`.
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// gRPC server.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Database.
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Pool.
+    #[command(flatten)]
+    pub pool: PoolArgs,
+    /// Retries.
+    #[command(flatten)]
+    pub retry: RetryArgs,
+    /// Apply migrations before serving.
+    #[arg(long, env = "CHECKPOINTD_MIGRATE", default_value_t = true, value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub migrate: bool,
+}
+
+impl ServeArgs {
+    /// The full configuration.
+    pub fn config(&self) -> Result<Config, DatabaseConfigError> {
+        let database = self.db.resolve()?;
+        Ok(self.config_for(database))
+    }
+
+    /// The configuration for an already resolved database.
+    pub fn config_for(&self, database: DatabaseConfig) -> Config {
+        let pool = &self.pool;
+        Config {
+            pool: PoolConfig {
+                max_size: pool.pool_max_size.max(1),
+                min_idle: pool.pool_min_idle,
+                acquire_timeout: pool.pool_acquire_timeout,
+                idle_timeout: pool.pool_idle_timeout,
+                max_lifetime: pool.pool_max_lifetime,
+                lifetime_jitter: pool.pool_lifetime_jitter,
+                validation_timeout: pool.pool_validation_timeout,
+                validation_skip: pool.pool_validation_skip,
+                recreation_enabled: pool.pool_recreation,
+                recreate_after_failures: pool.pool_recreate_after.max(1),
+                recreation_cooldown: pool.pool_recreation_cooldown,
+            },
+            storage: StorageConfig {
+                retry: self.retry.policy(),
+                retry_budget_tokens: 100,
+                retry_budget_ratio: 0.1,
+                statement_timeout: database.statement_timeout,
+                idle_in_transaction_timeout: database.idle_in_transaction_timeout,
+                acquire_timeout: pool.pool_acquire_timeout,
+                list_page_size: self.server.list_page_size.max(1),
+                default_deadline: self.server.default_deadline,
+            },
+            monitor: MonitorConfig {
+                enabled: pool.monitor,
+                interval: pool.monitor_interval,
+                probe_timeout: pool.monitor_timeout,
+                failures_to_down: pool.monitor_failures.max(1),
+                successes_to_up: 1,
+            },
+            server: ServerConfig {
+                listen: self.server.listen,
+                max_message_bytes: self.server.max_message_size,
+                default_deadline: self.server.default_deadline,
+                shutdown_grace: self.server.shutdown_grace,
+                reflection: self.server.reflection,
+                limits: Limits::DOCUMENTED,
+            },
+            migrate_on_start: self.migrate,
+            database,
+        }
+    }
+}
+
+/// `checkpointd migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Database.
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// `checkpointd health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The server to ask.
+    #[arg(long, env = "CHECKPOINTD_HEALTH_ADDRESS", default_value = "http://127.0.0.1:50051")]
+    pub address: String,
+    /// The service to ask about; "" is the process itself.
+    #[arg(long, default_value = "checkpoint.v1.CheckpointService")]
+    pub service: String,
+    /// Give up after this long.
+    #[arg(long, default_value = "3s", value_parser = duration)]
+    pub timeout: Duration,
+}
+
+/// `checkpointd dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Keep the throwaway database here (reused next time); a temporary directory when unset.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Port of the throwaway PostgreSQL; a free one when unset.
+    #[arg(long)]
+    pub pg_port: Option<u16>,
+    /// Everything `serve` takes (its database flags are ignored).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_accept_units_and_bare_seconds() {
+        assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(duration("soon").is_err());
+    }
+
+    #[test]
+    fn sizes_accept_binary_units() {
+        assert_eq!(byte_size("64MiB"), Ok(64 << 20));
+        assert_eq!(byte_size("4194304"), Ok(4_194_304));
+        assert!(byte_size("big").is_err());
+    }
+}

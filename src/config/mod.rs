@@ -1,0 +1,108 @@
+//! Plain configuration structs, built by `cli` from flags and the environment, or by hand in
+//! tests. No `Default`: every setting is chosen on purpose in one place.
+
+pub mod conninfo;
+mod database;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use database::{
+    DatabaseConfig, DatabaseConfigError, DatabaseFlags, DatabaseTls, Secret, SslMode, TargetSession,
+    resolve as resolve_database,
+};
+
+use crate::domain::Limits;
+use crate::retry::RetryPolicy;
+use crate::storage::monitor::MonitorConfig;
+
+/// The connection pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    /// Most connections open at once.
+    pub max_size: u32,
+    /// Idle connections kept ready.
+    pub min_idle: u32,
+    /// Longest wait for a free connection before the call fails.
+    pub acquire_timeout: Duration,
+    /// Idle connections above `min_idle` close after this long.
+    pub idle_timeout: Duration,
+    /// Connections retire after this long (plus jitter): servers and proxies cut old ones.
+    pub max_lifetime: Duration,
+    /// Random extra lifetime, so connections do not all retire together.
+    pub lifetime_jitter: Duration,
+    /// Longest checkout ping; a slower connection is discarded.
+    pub validation_timeout: Duration,
+    /// Connections used more recently than this skip the checkout ping.
+    pub validation_skip: Duration,
+    /// Rebuild the pool after repeated connection failures (`ENABLE_POOL_RECREATION`).
+    pub recreation_enabled: bool,
+    /// Consecutive connection-class failures that trigger a rebuild.
+    pub recreate_after_failures: u32,
+    /// Least time between two rebuilds.
+    pub recreation_cooldown: Duration,
+}
+
+/// How storage runs operations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageConfig {
+    /// Backoff and attempts.
+    pub retry: RetryPolicy,
+    /// Size of the shared retry budget (gRPC A6 `maxTokens`).
+    pub retry_budget_tokens: u32,
+    /// Tokens earned back per success (gRPC A6 `tokenRatio`).
+    pub retry_budget_ratio: f64,
+    /// `SET LOCAL statement_timeout`, capped by the call's deadline.
+    pub statement_timeout: Duration,
+    /// `SET LOCAL idle_in_transaction_session_timeout`.
+    pub idle_in_transaction_timeout: Duration,
+    /// Longest wait for a pooled connection.
+    pub acquire_timeout: Duration,
+    /// Most checkpoints read per List page.
+    pub list_page_size: u64,
+    /// Deadline of a call (or of each List page) when the client sets none.
+    pub default_deadline: Duration,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The gRPC server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest request or response message, in bytes.
+    pub max_message_bytes: usize,
+    /// Deadline of a call that sets none.
+    pub default_deadline: Duration,
+    /// Longest wait for in-flight calls at shutdown.
+    pub shutdown_grace: Duration,
+    /// Serve gRPC reflection.
+    pub reflection: bool,
+    /// Field limits.
+    pub limits: Limits,
+}
+
+/// Everything `checkpointd serve` needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the database is.
+    pub database: DatabaseConfig,
+    /// The pool.
+    pub pool: PoolConfig,
+    /// Operations.
+    pub storage: StorageConfig,
+    /// The database monitor.
+    pub monitor: MonitorConfig,
+    /// The gRPC server.
+    pub server: ServerConfig,
+    /// Apply migrations before serving.
+    pub migrate_on_start: bool,
+}

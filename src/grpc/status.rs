@@ -1,0 +1,122 @@
+//! The one mapping from service errors to gRPC statuses, exhaustive by error class.
+//!
+//! Messages tell the caller what happened and whether retrying helps; details (SQL, hosts,
+//! server messages) go to the log and the trace, never to the client.
+
+use tonic::{Code, Status};
+
+use crate::domain::ValidationError;
+use crate::retry::ErrorClass;
+use crate::storage::StorageError;
+
+/// Suggested wait before retrying an overloaded call (gRPC A6 server pushback).
+const PUSHBACK_MS: &str = "100";
+
+impl From<ValidationError> for Status {
+    fn from(error: ValidationError) -> Self {
+        Status::invalid_argument(error.to_string())
+    }
+}
+
+impl From<StorageError> for Status {
+    fn from(error: StorageError) -> Self {
+        let (operation, class, detail) = match &error {
+            StorageError::Precondition(message) => return Status::failed_precondition(message.clone()),
+            StorageError::Database { operation, class, detail, .. } => (*operation, *class, detail),
+        };
+        log_failure(&error, class);
+        let (code, message) = match class {
+            ErrorClass::ConnectionLost
+            | ErrorClass::AmbiguousCommit
+            | ErrorClass::PoolerBackendLost
+            | ErrorClass::ServerUnavailable => (
+                Code::Unavailable,
+                format!("{operation}: the database is unavailable ({class}); the call is safe to retry"),
+            ),
+            ErrorClass::Contention => (
+                Code::Aborted,
+                format!("{operation}: conflicting concurrent changes persisted; the call is safe to retry"),
+            ),
+            ErrorClass::Overloaded => {
+                (Code::ResourceExhausted, format!("{operation}: the database is saturated; retry with backoff"))
+            }
+            ErrorClass::Deadline => {
+                (Code::DeadlineExceeded, format!("{operation}: the deadline passed before the database answered"))
+            }
+            ErrorClass::Rejected => {
+                (Code::InvalidArgument, format!("{operation}: the database refused the data: {detail}"))
+            }
+            ErrorClass::Misconfigured => {
+                (Code::Internal, format!("{operation}: the service's database is misconfigured; see the server log"))
+            }
+            ErrorClass::Internal => (Code::Internal, format!("{operation}: internal error; see the server log")),
+        };
+        let mut status = Status::new(code, message);
+        if class == ErrorClass::Overloaded
+            && let Ok(value) = PUSHBACK_MS.parse()
+        {
+            status.metadata_mut().insert("grpc-retry-pushback-ms", value);
+        }
+        status
+    }
+}
+
+fn log_failure(error: &StorageError, class: ErrorClass) {
+    match class {
+        ErrorClass::Internal | ErrorClass::Misconfigured => {
+            tracing::error!(error = %error, error_class = %class, "call failed")
+        }
+        ErrorClass::Deadline | ErrorClass::Rejected => {
+            tracing::debug!(error = %error, error_class = %class, "call failed")
+        }
+        _ => tracing::warn!(error = %error, error_class = %class, "call failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_of(class: ErrorClass) -> Status {
+        Status::from(StorageError::Database { operation: "put", class, attempts: 1, detail: "secret detail".into() })
+    }
+
+    #[test]
+    fn every_class_has_its_documented_code() {
+        let expected = [
+            (ErrorClass::ConnectionLost, Code::Unavailable),
+            (ErrorClass::AmbiguousCommit, Code::Unavailable),
+            (ErrorClass::PoolerBackendLost, Code::Unavailable),
+            (ErrorClass::ServerUnavailable, Code::Unavailable),
+            (ErrorClass::Contention, Code::Aborted),
+            (ErrorClass::Overloaded, Code::ResourceExhausted),
+            (ErrorClass::Deadline, Code::DeadlineExceeded),
+            (ErrorClass::Rejected, Code::InvalidArgument),
+            (ErrorClass::Misconfigured, Code::Internal),
+            (ErrorClass::Internal, Code::Internal),
+        ];
+        assert_eq!(expected.len(), ErrorClass::ALL.len());
+        for (class, code) in expected {
+            assert_eq!(status_of(class).code(), code, "{class}");
+        }
+    }
+
+    #[test]
+    fn details_stay_out_of_messages_except_for_rejected_data() {
+        for class in ErrorClass::ALL {
+            let status = status_of(class);
+            assert_eq!(status.message().contains("secret detail"), class == ErrorClass::Rejected, "{class}");
+        }
+    }
+
+    #[test]
+    fn overload_carries_a_pushback() {
+        assert!(status_of(ErrorClass::Overloaded).metadata().get("grpc-retry-pushback-ms").is_some());
+    }
+
+    #[test]
+    fn preconditions_keep_their_message() {
+        let status = Status::from(StorageError::Precondition("keep_latest can't prune".into()));
+        assert_eq!((status.code(), status.message()), (Code::FailedPrecondition, "keep_latest can't prune"));
+    }
+}

@@ -1,0 +1,394 @@
+//! The one pure classifier: every database failure becomes an [`ErrorClass`], which alone decides
+//! retries, pool recreation and the gRPC status.
+//!
+//! Inputs are facts, not guesses: the SQLSTATE when the driver reports one, whether the connection
+//! is still usable afterwards, the IO error kind, which phase of the call failed, and, only where
+//! the driver hides the SQLSTATE (diesel-async drops it for most codes), the server's message
+//! mapped back to its SQLSTATE by [`sqlstate_from_message`].
+
+use std::io;
+
+/// What kind of failure happened, which is all the retry loop needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorClass {
+    /// The connection broke before COMMIT was sent (or during a read): nothing was applied.
+    ConnectionLost,
+    /// The connection broke while COMMIT was in flight: the write may or may not be stored.
+    AmbiguousCommit,
+    /// A pooler lost its server connection (`DbHandler exited`, `server conn crashed?`).
+    PoolerBackendLost,
+    /// The server is starting, stopping, in recovery, refusing connections, or read-only after a
+    /// failover.
+    ServerUnavailable,
+    /// Serialization failure, deadlock or lock timeout: the transaction was rolled back.
+    Contention,
+    /// Out of connection slots or other server resources, or our own pool is saturated.
+    Overloaded,
+    /// The caller's deadline (or the statement timeout derived from it) ran out.
+    Deadline,
+    /// The database refused the data itself; retrying cannot help.
+    Rejected,
+    /// Credentials, database name, permissions or schema are wrong: a deployment problem.
+    Misconfigured,
+    /// Anything else: a bug or an unexpected server state.
+    Internal,
+}
+
+impl ErrorClass {
+    /// Every class, for tables and metrics.
+    pub const ALL: [ErrorClass; 10] = [
+        ErrorClass::ConnectionLost,
+        ErrorClass::AmbiguousCommit,
+        ErrorClass::PoolerBackendLost,
+        ErrorClass::ServerUnavailable,
+        ErrorClass::Contention,
+        ErrorClass::Overloaded,
+        ErrorClass::Deadline,
+        ErrorClass::Rejected,
+        ErrorClass::Misconfigured,
+        ErrorClass::Internal,
+    ];
+
+    /// Whether repeating the whole transaction may succeed. Writes may be repeated only because
+    /// every checkpointd write is idempotent (upsert or insert-if-absent keyed by client ids), which
+    /// is what makes [`ErrorClass::AmbiguousCommit`] retryable here.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::ConnectionLost
+                | ErrorClass::AmbiguousCommit
+                | ErrorClass::PoolerBackendLost
+                | ErrorClass::ServerUnavailable
+                | ErrorClass::Contention
+                | ErrorClass::Overloaded
+        )
+    }
+
+    /// Whether the failure says something about the path to the database, so that repeated
+    /// occurrences justify rebuilding the pool (new DNS lookups, new TLS sessions, a new primary).
+    pub fn suggests_pool_recreation(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::ConnectionLost
+                | ErrorClass::AmbiguousCommit
+                | ErrorClass::PoolerBackendLost
+                | ErrorClass::ServerUnavailable
+        )
+    }
+
+    /// A stable snake_case name, used in logs, span attributes and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::ConnectionLost => "connection_lost",
+            ErrorClass::AmbiguousCommit => "ambiguous_commit",
+            ErrorClass::PoolerBackendLost => "pooler_backend_lost",
+            ErrorClass::ServerUnavailable => "server_unavailable",
+            ErrorClass::Contention => "contention",
+            ErrorClass::Overloaded => "overloaded",
+            ErrorClass::Deadline => "deadline",
+            ErrorClass::Rejected => "rejected",
+            ErrorClass::Misconfigured => "misconfigured",
+            ErrorClass::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where in a call the failure happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Opening a new connection (TCP, TLS, authentication, startup).
+    Connect,
+    /// Waiting for a pooled connection.
+    Checkout,
+    /// BEGIN or a statement inside the transaction: nothing is committed yet.
+    Statement,
+    /// COMMIT was sent: the outcome is unknown if the connection broke now.
+    Commit,
+}
+
+/// The facts known about one failure.
+#[derive(Debug, Clone, Copy)]
+pub struct Failure<'a> {
+    /// Where it happened.
+    pub phase: Phase,
+    /// The SQLSTATE reported by the driver, if it reported one.
+    pub sqlstate: Option<&'a str>,
+    /// The server's or driver's message.
+    pub message: &'a str,
+    /// True when the connection can no longer be used.
+    pub connection_broken: bool,
+    /// The IO error behind a driver error, if any.
+    pub io_kind: Option<io::ErrorKind>,
+    /// True when our own timer (deadline, checkout wait) fired.
+    pub timed_out: bool,
+}
+
+impl<'a> Failure<'a> {
+    /// A failure with only a phase and a message; set the other facts with struct update syntax.
+    pub fn new(phase: Phase, message: &'a str) -> Self {
+        Failure { phase, sqlstate: None, message, connection_broken: false, io_kind: None, timed_out: false }
+    }
+}
+
+/// Classifies one failure. Pure: the same facts always give the same class.
+pub fn classify(failure: &Failure<'_>) -> ErrorClass {
+    if failure.timed_out {
+        return ErrorClass::Deadline;
+    }
+    let sqlstate = failure.sqlstate.or_else(|| sqlstate_from_message(failure.message));
+    if let Some(class) = sqlstate.and_then(|code| class_of_sqlstate(code, failure.message)) {
+        return escalate_if_commit_lost(class, failure);
+    }
+    if failure.connection_broken || failure.io_kind.is_some() || sqlstate.is_none() && failure.phase == Phase::Connect {
+        return lost_connection_class(failure);
+    }
+    ErrorClass::Internal
+}
+
+/// A connection that broke during COMMIT leaves the outcome unknown, whatever the server said.
+fn escalate_if_commit_lost(class: ErrorClass, failure: &Failure<'_>) -> ErrorClass {
+    let lost =
+        matches!(class, ErrorClass::ConnectionLost | ErrorClass::ServerUnavailable | ErrorClass::PoolerBackendLost);
+    if lost && failure.phase == Phase::Commit {
+        return ErrorClass::AmbiguousCommit;
+    }
+    class
+}
+
+fn lost_connection_class(failure: &Failure<'_>) -> ErrorClass {
+    match failure.phase {
+        Phase::Commit => ErrorClass::AmbiguousCommit,
+        Phase::Connect | Phase::Checkout => match failure.io_kind {
+            Some(io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound | io::ErrorKind::AddrNotAvailable) => {
+                ErrorClass::ServerUnavailable
+            }
+            _ => ErrorClass::ConnectionLost,
+        },
+        Phase::Statement => ErrorClass::ConnectionLost,
+    }
+}
+
+/// Maps a SQLSTATE to a class; `None` for codes that say nothing certain on their own.
+fn class_of_sqlstate(code: &str, message: &str) -> Option<ErrorClass> {
+    let class = match code {
+        // Supavisor reports a lost backend as an internal error; any other XX000 is a server bug.
+        "XX000" if message.contains("DbHandler exited") => ErrorClass::PoolerBackendLost,
+        "08P01" if message.contains("server conn crashed") => ErrorClass::PoolerBackendLost,
+        "08P01" if message.contains("no more connections allowed") => ErrorClass::Overloaded,
+        "08P01" if message.contains("query_wait_timeout") => ErrorClass::Overloaded,
+        "57P01" | "57P02" | "57P03" | "25006" => ErrorClass::ServerUnavailable,
+        "57P05" | "25P03" => ErrorClass::ConnectionLost,
+        "40001" | "40P01" | "55P03" => ErrorClass::Contention,
+        "53300" | "53400" => ErrorClass::Overloaded,
+        "57014" => ErrorClass::Deadline,
+        "26000" | "42P05" | "3D000" | "42501" | "42P01" | "42703" | "0A000" => ErrorClass::Misconfigured,
+        "XX000" | "XX001" | "XX002" => ErrorClass::Internal,
+        _ => return class_of_sqlstate_family(code),
+    };
+    Some(class)
+}
+
+fn class_of_sqlstate_family(code: &str) -> Option<ErrorClass> {
+    let class = match code.get(..2)? {
+        "08" => ErrorClass::ConnectionLost,
+        "22" | "23" | "54" => ErrorClass::Rejected,
+        "28" => ErrorClass::Misconfigured,
+        "53" => ErrorClass::Overloaded,
+        "58" | "42" => ErrorClass::Internal,
+        _ => return None,
+    };
+    Some(class)
+}
+
+/// Server messages (PostgreSQL's English texts, PgBouncer's and Supavisor's) and the SQLSTATE
+/// each comes with. diesel-async keeps the message but drops the SQLSTATE of most errors, so this
+/// table recovers it. Ordered from most to least specific.
+const MESSAGE_SQLSTATES: &[(&str, &str)] = &[
+    ("DbHandler exited", "XX000"),
+    ("server conn crashed", "08P01"),
+    ("no more connections allowed", "08P01"),
+    ("query_wait_timeout", "08P01"),
+    ("terminating connection due to administrator command", "57P01"),
+    ("terminating connection due to immediate shutdown", "57P01"),
+    ("terminating connection due to unexpected postmaster exit", "57P01"),
+    ("terminating connection because of crash of another server process", "57P02"),
+    ("terminating connection due to idle-session timeout", "57P05"),
+    ("terminating connection due to idle-in-transaction timeout", "25P03"),
+    ("the database system is shutting down", "57P03"),
+    ("the database system is starting up", "57P03"),
+    ("the database system is in recovery mode", "57P03"),
+    ("the database system is not yet accepting connections", "57P03"),
+    ("the database system is not accepting connections", "57P03"),
+    ("in a read-only transaction", "25006"),
+    ("could not serialize access", "40001"),
+    ("deadlock detected", "40P01"),
+    ("canceling statement due to lock timeout", "55P03"),
+    ("could not obtain lock", "55P03"),
+    ("canceling statement due to statement timeout", "57014"),
+    ("canceling statement due to user request", "57014"),
+    ("remaining connection slots are reserved", "53300"),
+    ("too many connections", "53300"),
+    ("sorry, too many clients already", "53300"),
+    ("out of memory", "53200"),
+    ("could not extend file", "53100"),
+    ("No space left on device", "53100"),
+    ("prepared statement", "26000"),
+    ("password authentication failed", "28P01"),
+    ("\" does not exist", "42P01"),
+    ("permission denied", "42501"),
+    ("invalid byte sequence", "22021"),
+    ("unsupported Unicode escape sequence", "22P05"),
+    ("index row size", "54000"),
+];
+
+/// Recovers a SQLSTATE from a known message, for drivers that lose the code.
+pub fn sqlstate_from_message(message: &str) -> Option<&'static str> {
+    MESSAGE_SQLSTATES.iter().find(|(needle, _)| message.contains(needle)).map(|(_, code)| *code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ErrorClass::*;
+
+    struct Row {
+        phase: Phase,
+        sqlstate: Option<&'static str>,
+        message: &'static str,
+        broken: bool,
+        io_kind: Option<io::ErrorKind>,
+        expected: ErrorClass,
+    }
+
+    const fn row(phase: Phase, sqlstate: Option<&'static str>, message: &'static str, expected: ErrorClass) -> Row {
+        Row { phase, sqlstate, message, broken: false, io_kind: None, expected }
+    }
+
+    const fn broken(phase: Phase, message: &'static str, expected: ErrorClass) -> Row {
+        Row { phase, sqlstate: None, message, broken: true, io_kind: None, expected }
+    }
+
+    const fn io(phase: Phase, kind: io::ErrorKind, expected: ErrorClass) -> Row {
+        Row { phase, sqlstate: None, message: "io error", broken: true, io_kind: Some(kind), expected }
+    }
+
+    use Phase::{Checkout, Commit, Connect, Statement};
+
+    /// Every row of the resilience reference's SQLSTATE table, plus what the drivers report.
+    const TABLE: &[Row] = &[
+        // connection establishment
+        io(Connect, io::ErrorKind::ConnectionRefused, ServerUnavailable),
+        io(Connect, io::ErrorKind::TimedOut, ConnectionLost),
+        io(Connect, io::ErrorKind::ConnectionReset, ConnectionLost),
+        row(Connect, Some("08001"), "could not connect", ConnectionLost),
+        row(Connect, Some("08004"), "server rejected the connection", ConnectionLost),
+        row(Connect, Some("57P03"), "the database system is starting up", ServerUnavailable),
+        row(Connect, Some("57P03"), "the database system is shutting down", ServerUnavailable),
+        row(Connect, Some("53300"), "sorry, too many clients already", Overloaded),
+        row(Connect, Some("28P01"), "password authentication failed for user \"app\"", Misconfigured),
+        row(Connect, Some("28000"), "no pg_hba.conf entry", Misconfigured),
+        row(Connect, Some("3D000"), "database \"x\" does not exist", Misconfigured),
+        row(Connect, Some("08P01"), "no more connections allowed (max_client_conn)", Overloaded),
+        row(Connect, None, "error performing TLS handshake: invalid peer certificate", ConnectionLost),
+        // connections lost mid-call: diesel-async reports no SQLSTATE, only a message
+        broken(Statement, "connection closed", ConnectionLost),
+        broken(Statement, "SSL connection has been closed unexpectedly", ConnectionLost),
+        broken(Commit, "connection closed", AmbiguousCommit),
+        io(Statement, io::ErrorKind::UnexpectedEof, ConnectionLost),
+        io(Commit, io::ErrorKind::ConnectionReset, AmbiguousCommit),
+        row(Statement, None, "terminating connection due to administrator command", ServerUnavailable),
+        row(Commit, None, "terminating connection due to administrator command", AmbiguousCommit),
+        row(Statement, None, "terminating connection due to immediate shutdown command", ServerUnavailable),
+        row(
+            Statement,
+            Some("57P02"),
+            "terminating connection because of crash of another server process",
+            ServerUnavailable,
+        ),
+        row(Statement, None, "terminating connection due to idle-session timeout", ConnectionLost),
+        row(Statement, None, "terminating connection due to idle-in-transaction timeout", ConnectionLost),
+        row(Statement, Some("08006"), "connection failure", ConnectionLost),
+        row(Statement, Some("08003"), "connection does not exist", ConnectionLost),
+        // poolers
+        row(Statement, None, "(EDBHANDLEREXITED) DbHandler exited", PoolerBackendLost),
+        row(Statement, Some("XX000"), "DbHandler exited", PoolerBackendLost),
+        row(Commit, Some("XX000"), "DbHandler exited", AmbiguousCommit),
+        row(Statement, None, "server conn crashed?", PoolerBackendLost),
+        row(Statement, Some("08P01"), "query_wait_timeout", Overloaded),
+        row(Statement, None, "prepared statement \"s3\" does not exist", Misconfigured),
+        row(Statement, Some("42P05"), "prepared statement \"s3\" already exists", Misconfigured),
+        // failover
+        row(Statement, Some("25006"), "cannot execute INSERT in a read-only transaction", ServerUnavailable),
+        row(Statement, None, "the database system is in recovery mode", ServerUnavailable),
+        // contention
+        row(Statement, Some("40001"), "could not serialize access due to concurrent update", Contention),
+        row(Statement, None, "deadlock detected", Contention),
+        row(Statement, None, "canceling statement due to lock timeout", Contention),
+        // resources and timeouts
+        row(Statement, None, "canceling statement due to statement timeout", Deadline),
+        row(Statement, Some("53200"), "out of memory", Overloaded),
+        row(Statement, Some("53100"), "could not extend file: No space left on device", Overloaded),
+        // the caller's data
+        row(Statement, Some("23505"), "duplicate key value violates unique constraint", Rejected),
+        row(Statement, None, "invalid byte sequence for encoding \"UTF8\": 0x00", Rejected),
+        row(Statement, None, "unsupported Unicode escape sequence", Rejected),
+        row(Statement, None, "index row size 3000 exceeds btree version 4 maximum 2704", Rejected),
+        row(Statement, Some("22P02"), "invalid input syntax for type json", Rejected),
+        // our mistakes or the schema's
+        row(Statement, None, "relation \"checkpoints\" does not exist", Misconfigured),
+        row(Statement, None, "permission denied for table checkpoints", Misconfigured),
+        row(Statement, Some("42601"), "syntax error at or near", Internal),
+        row(Statement, Some("XX000"), "cache lookup failed", Internal),
+        row(Statement, None, "something nobody has seen before", Internal),
+        broken(Checkout, "validation took longer than 1s", ConnectionLost),
+    ];
+
+    #[test]
+    fn every_row_of_the_table_classifies_as_documented() {
+        for (i, r) in TABLE.iter().enumerate() {
+            let failure = Failure {
+                phase: r.phase,
+                sqlstate: r.sqlstate,
+                message: r.message,
+                connection_broken: r.broken,
+                io_kind: r.io_kind,
+                timed_out: false,
+            };
+            assert_eq!(classify(&failure), r.expected, "row {i}: {:?} {:?} {:?}", r.phase, r.sqlstate, r.message);
+        }
+    }
+
+    #[test]
+    fn our_own_timer_always_means_deadline() {
+        let failure = Failure { timed_out: true, connection_broken: true, ..Failure::new(Commit, "connection closed") };
+        assert_eq!(classify(&failure), Deadline);
+    }
+
+    #[test]
+    fn retryable_classes_are_exactly_the_transient_ones() {
+        let retryable: Vec<_> = ErrorClass::ALL.into_iter().filter(|c| c.is_retryable()).collect();
+        assert_eq!(
+            retryable,
+            [ConnectionLost, AmbiguousCommit, PoolerBackendLost, ServerUnavailable, Contention, Overloaded]
+        );
+    }
+
+    #[test]
+    fn only_path_failures_suggest_pool_recreation() {
+        let recreate: Vec<_> = ErrorClass::ALL.into_iter().filter(|c| c.suggests_pool_recreation()).collect();
+        assert_eq!(recreate, [ConnectionLost, AmbiguousCommit, PoolerBackendLost, ServerUnavailable]);
+    }
+
+    #[test]
+    fn class_names_are_unique_snake_case() {
+        let names: std::collections::HashSet<_> = ErrorClass::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), ErrorClass::ALL.len());
+        assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
+    }
+}

@@ -1,0 +1,9 @@
+//! Retry decisions, kept pure: classification of failures and the backoff policy.
+//!
+//! Nothing here sleeps or does IO; `storage::runner` applies these decisions.
+
+mod classify;
+mod policy;
+
+pub use classify::{ErrorClass, Failure, Phase, classify, sqlstate_from_message};
+pub use policy::{Decision, GiveUpReason, RetryBudget, RetryPolicy};

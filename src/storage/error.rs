@@ -1,0 +1,34 @@
+//! The one error type storage returns, already classified.
+
+use crate::retry::ErrorClass;
+
+/// A storage call that did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    /// The database work failed; `class` says how and decides the gRPC status.
+    /// `detail` is for logs and traces only: it may name tables or servers.
+    #[error("{operation} failed after {attempts} attempt(s): {class}: {detail}")]
+    Database {
+        /// The operation (`put`, `list`, …).
+        operation: &'static str,
+        /// How it failed.
+        class: ErrorClass,
+        /// Attempts made, including the first.
+        attempts: u32,
+        /// The underlying message.
+        detail: String,
+    },
+    /// The request cannot apply to the stored data; the message is meant for the caller.
+    #[error("{0}")]
+    Precondition(String),
+}
+
+impl StorageError {
+    /// The class of a database failure; `None` for precondition failures.
+    pub fn class(&self) -> Option<ErrorClass> {
+        match self {
+            StorageError::Database { class, .. } => Some(*class),
+            StorageError::Precondition(_) => None,
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Storage: LangGraph's tables in PostgreSQL, behind [`Store`], the only API handlers use.
+//!
+//! Only this module touches diesel, diesel-async, bb8 and tokio-postgres. Operations (`ops`) are
+//! idempotent SQL; `runner` executes them in transactions with retries; `pool` owns connections;
+//! `migrations` creates the schema; `monitor` watches the database for the health service.
+
+mod error;
+mod json;
+pub mod migrations;
+pub mod monitor;
+mod ops;
+pub mod pool;
+mod runner;
+mod schema;
+mod statement;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::Stream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+pub use error::StorageError;
+pub use pool::{Pool, PoolStatus};
+
+use crate::config::StorageConfig;
+use crate::domain::{
+    CheckpointConfig, CheckpointTuple, CopyThread, DeleteForRuns, GetTuple, ListQuery, PruneRequest, PruneStrategy,
+    PutCheckpoint, PutWrites,
+};
+use crate::retry::RetryBudget;
+use ops::{
+    CopyThreadOp, DeleteForRunsOp, DeleteThreadOp, GetTupleOp, ListCursor, ListPageOp, PruneDeleteOp,
+    PruneKeepLatestOp, PutOp, PutWritesOp, RefuseDeltaThreadsOp,
+};
+use runner::{Runner, TransactionLimits};
+
+/// The checkpoint store.
+#[derive(Debug)]
+pub struct Store {
+    runner: Runner,
+    list_page_size: u64,
+    default_deadline: Duration,
+}
+
+impl Store {
+    /// A store over `pool`; `database_up` comes from the [`monitor`].
+    pub fn new(pool: Arc<Pool>, config: &StorageConfig, database_up: watch::Receiver<bool>) -> Self {
+        let runner = Runner {
+            pool,
+            policy: config.retry.clone(),
+            budget: RetryBudget::new(config.retry_budget_tokens, config.retry_budget_ratio),
+            limits: TransactionLimits {
+                statement_timeout: config.statement_timeout,
+                idle_in_transaction_timeout: config.idle_in_transaction_timeout,
+            },
+            acquire_timeout: config.acquire_timeout,
+            database_up,
+        };
+        Self { runner, list_page_size: config.list_page_size.max(1), default_deadline: config.default_deadline }
+    }
+
+    /// The pool, for diagnostics.
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.runner.pool
+    }
+
+    /// Tokens left in the shared retry budget.
+    pub fn retry_budget(&self) -> f64 {
+        self.runner.budget.tokens()
+    }
+
+    /// Saves a checkpoint and returns where it was stored.
+    pub async fn put(&self, put: &PutCheckpoint, deadline: Instant) -> Result<CheckpointConfig, StorageError> {
+        self.runner.run(&PutOp(put), deadline).await?;
+        Ok(CheckpointConfig {
+            thread_id: put.thread_id.clone(),
+            checkpoint_ns: put.checkpoint_ns.clone(),
+            checkpoint_id: put.checkpoint_id.clone(),
+        })
+    }
+
+    /// Saves a task's pending writes. An empty list touches nothing.
+    pub async fn put_writes(&self, writes: &PutWrites, deadline: Instant) -> Result<(), StorageError> {
+        if writes.writes.is_empty() {
+            return Ok(());
+        }
+        self.runner.run(&PutWritesOp(writes), deadline).await
+    }
+
+    /// Reads one checkpoint; `None` when there is none.
+    pub async fn get_tuple(&self, get: &GetTuple, deadline: Instant) -> Result<Option<CheckpointTuple>, StorageError> {
+        self.runner.run(&GetTupleOp(get), deadline).await
+    }
+
+    /// Streams matching checkpoints newest first, one page per transaction. Each page must finish
+    /// before `deadline` (the call's), or within the default deadline when the call has none.
+    pub fn list(
+        self: &Arc<Self>,
+        query: ListQuery,
+        deadline: Option<Instant>,
+    ) -> impl Stream<Item = Result<CheckpointTuple, StorageError>> + Send + 'static {
+        let state = ListState {
+            store: self.clone(),
+            remaining: query.limit,
+            done: query.matches_nothing(),
+            query,
+            cursor: None,
+            buffer: VecDeque::new(),
+            deadline,
+            page_size: self.list_page_size.min(32),
+        };
+        futures_util::stream::unfold(state, ListState::next)
+    }
+
+    /// Deletes a thread.
+    pub async fn delete_thread(&self, thread_id: &str, deadline: Instant) -> Result<(), StorageError> {
+        self.runner.run(&DeleteThreadOp(thread_id), deadline).await
+    }
+
+    /// Deletes the checkpoints of some runs.
+    pub async fn delete_for_runs(&self, delete: &DeleteForRuns, deadline: Instant) -> Result<(), StorageError> {
+        if delete.run_ids.is_empty() {
+            return Ok(());
+        }
+        self.runner.run(&DeleteForRunsOp(&delete.run_ids), deadline).await
+    }
+
+    /// Copies a thread.
+    pub async fn copy_thread(&self, copy: &CopyThread, deadline: Instant) -> Result<(), StorageError> {
+        self.runner.run(&CopyThreadOp(copy), deadline).await
+    }
+
+    /// Prunes threads.
+    pub async fn prune(&self, prune: &PruneRequest, deadline: Instant) -> Result<(), StorageError> {
+        if prune.thread_ids.is_empty() {
+            return Ok(());
+        }
+        if prune.strategy == PruneStrategy::Delete {
+            return self.runner.run(&PruneDeleteOp(&prune.thread_ids), deadline).await;
+        }
+        let delta = self.runner.run(&RefuseDeltaThreadsOp(&prune.thread_ids), deadline).await?;
+        if !delta.is_empty() {
+            return Err(delta_refusal(&delta));
+        }
+        for thread_id in &prune.thread_ids {
+            let outcome = self.runner.run(&PruneKeepLatestOp(thread_id), deadline).await?;
+            if outcome == ops::KeepLatestOutcome::UsesDeltaChannel {
+                return Err(delta_refusal(std::slice::from_ref(thread_id)));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn delta_refusal(threads: &[String]) -> StorageError {
+    StorageError::Precondition(format!(
+        "keep_latest can't prune threads that use a DeltaChannel: {}",
+        threads.join(", ")
+    ))
+}
+
+/// The state of one List stream between pages.
+struct ListState {
+    store: Arc<Store>,
+    query: ListQuery,
+    cursor: Option<ListCursor>,
+    remaining: Option<u64>,
+    buffer: VecDeque<CheckpointTuple>,
+    done: bool,
+    deadline: Option<Instant>,
+    page_size: u64,
+}
+
+impl ListState {
+    async fn next(mut self) -> Option<(Result<CheckpointTuple, StorageError>, Self)> {
+        loop {
+            if let Some(tuple) = self.buffer.pop_front() {
+                return Some((Ok(tuple), self));
+            }
+            if self.done {
+                return None;
+            }
+            if let Err(e) = self.fetch_page().await {
+                self.done = true;
+                return Some((Err(e), self));
+            }
+        }
+    }
+
+    async fn fetch_page(&mut self) -> Result<(), StorageError> {
+        let size = self.remaining.map_or(self.page_size, |left| left.min(self.page_size));
+        let default_deadline = Instant::now() + self.store.default_deadline;
+        let deadline = self.deadline.map_or(default_deadline, |d| d.min(default_deadline));
+        let op = ListPageOp { query: &self.query, after: self.cursor.as_ref(), size };
+        let page = self.store.runner.run(&op, deadline).await?;
+        let fetched = page.len() as u64;
+        self.done = fetched < size || self.remaining == Some(fetched);
+        self.remaining = self.remaining.map(|left| left - fetched);
+        self.cursor = page.last().map(ListCursor::after);
+        self.buffer.extend(page);
+        self.page_size = (self.page_size * 2).min(self.store.list_page_size);
+        Ok(())
+    }
+}

@@ -1,0 +1,59 @@
+//! One type per database operation: its SQL, its binds and how its rows become domain values.
+//!
+//! Every operation runs inside a transaction that `storage::runner` opens (with its timeouts)
+//! and commits, and may run more than once: each must be idempotent, which the SQL guarantees
+//! (upserts and insert-if-absent keyed by the client's ids).
+
+mod copy;
+mod delete;
+mod list;
+mod prune;
+mod put;
+mod read;
+mod writes;
+
+use diesel::QueryResult;
+use diesel_async::AsyncPgConnection;
+use futures_util::future::BoxFuture;
+
+pub(crate) use copy::CopyThreadOp;
+pub(crate) use delete::{DeleteForRunsOp, DeleteThreadOp};
+pub(crate) use list::{ListCursor, ListPageOp};
+pub(crate) use prune::{KeepLatestOutcome, PruneDeleteOp, PruneKeepLatestOp, RefuseDeltaThreadsOp};
+pub(crate) use put::PutOp;
+pub(crate) use read::GetTupleOp;
+pub(crate) use writes::PutWritesOp;
+
+/// How a transaction reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// `READ ONLY`, read committed.
+    ReadOnly,
+    /// Read committed, may write.
+    ReadWrite,
+    /// `REPEATABLE READ`: every statement sees one snapshot.
+    Snapshot,
+}
+
+/// A database operation the runner can execute (and repeat) inside one transaction.
+pub(crate) trait Operation: Sync {
+    /// What a successful run returns.
+    type Output: Send;
+
+    /// The name of the operation, for logs, spans and metrics (`put`, `get_tuple`, …).
+    fn name(&self) -> &'static str;
+
+    /// The SQL verb of its main statement (`db.operation.name`).
+    fn db_operation(&self) -> &'static str;
+
+    /// The table it is mainly about (`db.collection.name`).
+    fn collection(&self) -> &'static str {
+        "checkpoints"
+    }
+
+    /// The transaction mode it needs.
+    fn access(&self) -> Access;
+
+    /// Runs the statements. The connection is inside a transaction; do not commit.
+    fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<Self::Output>>;
+}

@@ -1,0 +1,69 @@
+//! PutWrites: one task's pending writes, inserted with LangGraph's conflict rule.
+
+use diesel::QueryResult;
+use diesel::sql_types::{Array, Bytea, Int4, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+
+use crate::domain::{PutWrites, WriteConflict};
+use crate::storage::ops::{Access, Operation};
+use crate::storage::statement::Statement;
+
+const INSERT_WRITES: &str = r#"INSERT INTO checkpoint_writes
+    (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob)
+SELECT $1, $2, $3, $4, $5, w.idx, w.channel, w.type, w.blob
+FROM unnest($6::int4[], $7::text[], $8::text[], $9::bytea[]) AS w(idx, channel, type, blob)
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) "#;
+
+/// Only special-channel batches replace stored writes; everything else keeps the first.
+fn sql(conflict: WriteConflict) -> String {
+    let action = match conflict {
+        WriteConflict::Ignore => "DO NOTHING",
+        WriteConflict::Replace => {
+            "DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob"
+        }
+    };
+    format!("{INSERT_WRITES}{action}")
+}
+
+/// Saves the pending writes of one task.
+pub(crate) struct PutWritesOp<'a>(pub(crate) &'a PutWrites);
+
+impl Operation for PutWritesOp<'_> {
+    type Output = ();
+
+    fn name(&self) -> &'static str {
+        "put_writes"
+    }
+
+    fn db_operation(&self) -> &'static str {
+        "INSERT"
+    }
+
+    fn collection(&self) -> &'static str {
+        "checkpoint_writes"
+    }
+
+    fn access(&self) -> Access {
+        Access::ReadWrite
+    }
+
+    fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
+        let put = self.0;
+        let writes = &put.writes;
+        let statement = Statement::new(sql(put.conflict))
+            .bind::<Text, _>(&put.thread_id)
+            .bind::<Text, _>(&put.checkpoint_ns)
+            .bind::<Text, _>(&put.checkpoint_id)
+            .bind::<Text, _>(&put.task_id)
+            .bind::<Text, _>(&put.task_path)
+            .bind::<Array<Int4>, _>(writes.iter().map(|w| w.idx).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(writes.iter().map(|w| w.channel.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(writes.iter().map(|w| w.value.type_tag.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Bytea>, _>(
+                writes.iter().map(|w| w.value.data.as_deref().unwrap_or_default()).collect::<Vec<_>>(),
+            );
+        async move { statement.execute(conn).await.map(drop) }.boxed()
+    }
+}

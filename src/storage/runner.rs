@@ -1,0 +1,265 @@
+//! Runs operations: checkout, one transaction with its timeouts, classification, and retries
+//! with backoff inside the caller's deadline.
+//!
+//! Repeating a write is safe only because every operation is idempotent (see `storage::ops`);
+//! that is what lets an ambiguous commit be retried.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::pooled_connection::PoolableConnection;
+use diesel_async::{AnsiTransactionManager, AsyncPgConnection, TransactionManager};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{Instrument, field};
+
+use crate::retry::{Decision, ErrorClass, Failure, Phase, RetryBudget, RetryPolicy, classify};
+use crate::storage::StorageError;
+use crate::storage::ops::{Access, Operation};
+use crate::storage::pool::{CheckoutError, Pool};
+
+/// Time kept back from the caller's deadline so we answer before the client gives up.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(5);
+
+/// Session limits applied to every transaction with `SET LOCAL` (works through PgBouncer).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TransactionLimits {
+    pub(crate) statement_timeout: Duration,
+    pub(crate) idle_in_transaction_timeout: Duration,
+}
+
+/// Executes operations against the pool.
+#[derive(Debug)]
+pub(crate) struct Runner {
+    pub(crate) pool: Arc<Pool>,
+    pub(crate) policy: RetryPolicy,
+    pub(crate) budget: RetryBudget,
+    pub(crate) limits: TransactionLimits,
+    pub(crate) acquire_timeout: Duration,
+    pub(crate) database_up: watch::Receiver<bool>,
+}
+
+/// One failed attempt, classified.
+#[derive(Debug)]
+struct AttemptFailure {
+    class: ErrorClass,
+    phase: Phase,
+    detail: String,
+}
+
+impl Runner {
+    /// Runs `op` until it succeeds, fails for good, or `deadline` passes.
+    pub(crate) async fn run<O: Operation>(&self, op: &O, deadline: Instant) -> Result<O::Output, StorageError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let span = attempt_span(op, attempt);
+            let failure = match self.attempt(op, deadline).instrument(span.clone()).await {
+                Ok(output) => {
+                    self.budget.record_success();
+                    self.pool.record_attempt(None);
+                    return Ok(output);
+                }
+                Err(failure) => failure,
+            };
+            span.record("error.type", failure.class.as_str());
+            self.pool.record_attempt(Some(failure.class));
+            let decision = self.decide(&failure, attempt, deadline);
+            span.record("db.retry", matches!(decision, Decision::Retry(_)));
+            match decision {
+                Decision::Retry(delay) => {
+                    tracing::info!(operation = op.name(), attempt, error_class = %failure.class, error = %failure.detail, ?delay, "retrying database operation");
+                    tokio::time::sleep(delay).await;
+                }
+                Decision::GiveUp(reason) => {
+                    tracing::debug!(operation = op.name(), attempt, ?reason, "giving up");
+                    return Err(StorageError::Database {
+                        operation: op.name(),
+                        class: failure.class,
+                        attempts: attempt,
+                        detail: failure.detail,
+                    });
+                }
+            }
+        }
+    }
+
+    fn decide(&self, failure: &AttemptFailure, attempt: u32, deadline: Instant) -> Decision {
+        // While the monitor knows the database is down, a failed checkout fails the call at once
+        // instead of queueing more waits behind an outage.
+        if failure.phase == Phase::Checkout && !*self.database_up.borrow() {
+            return Decision::GiveUp(crate::retry::GiveUpReason::NotRetryable);
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        self.policy.decide(failure.class, attempt, Some(remaining), &self.budget, rand::random::<f64>())
+    }
+
+    async fn attempt<O: Operation>(&self, op: &O, deadline: Instant) -> Result<O::Output, AttemptFailure> {
+        let remaining = deadline.saturating_duration_since(Instant::now()).saturating_sub(DEADLINE_MARGIN);
+        let wait = remaining.min(self.acquire_timeout);
+        let checkout = self
+            .pool
+            .get(wait)
+            .instrument(tracing::info_span!("pool.wait", pool.max_size = self.pool.status().max_size));
+        let mut conn = match checkout.await {
+            Ok(conn) => conn,
+            Err(_) if wait == remaining => return Err(deadline_failure(Phase::Checkout)),
+            Err(e) => return Err(checkout_failure(e)),
+        };
+        conn.begin_use();
+        let begin = begin_sql(op.access(), self.limits, remaining);
+        let outcome = tokio::time::timeout(remaining, transaction(&mut conn, op, &begin)).await;
+        match outcome {
+            // The connection is dropped while in use, so the pool discards it.
+            Err(_) => Err(deadline_failure(Phase::Statement)),
+            Ok(Ok(output)) => {
+                conn.finish_use();
+                Ok(output)
+            }
+            Ok(Err((phase, error))) => {
+                let broken = PoolableConnection::is_broken(&mut **conn);
+                if !broken {
+                    conn.finish_use();
+                }
+                let phase =
+                    if phase == Phase::Commit && op.access() != Access::ReadWrite { Phase::Statement } else { phase };
+                Err(database_failure(phase, &error, broken))
+            }
+        }
+    }
+}
+
+fn attempt_span<O: Operation>(op: &O, attempt: u32) -> tracing::Span {
+    tracing::info_span!(
+        "db.attempt",
+        otel.name = format!("{} {}", op.db_operation(), op.collection()),
+        otel.kind = "client",
+        db.system.name = "postgresql",
+        db.operation.name = op.db_operation(),
+        db.collection.name = op.collection(),
+        checkpointd.operation = op.name(),
+        db.attempt = attempt,
+        error.type = field::Empty,
+        db.retry = field::Empty,
+    )
+}
+
+/// `BEGIN` with the transaction mode and the session limits, in one round trip.
+fn begin_sql(access: Access, limits: TransactionLimits, remaining: Duration) -> String {
+    let begin = match access {
+        Access::ReadOnly => "BEGIN READ ONLY",
+        Access::ReadWrite => "BEGIN",
+        Access::Snapshot => "BEGIN ISOLATION LEVEL REPEATABLE READ",
+    };
+    let statement_ms = limits.statement_timeout.min(remaining).as_millis().max(1);
+    let idle_ms = limits.idle_in_transaction_timeout.as_millis().max(1);
+    format!(
+        "{begin}; SET LOCAL statement_timeout = {statement_ms}; SET LOCAL idle_in_transaction_session_timeout = {idle_ms}"
+    )
+}
+
+/// Runs `op` inside a transaction; on failure says in which phase.
+async fn transaction<O: Operation>(
+    conn: &mut AsyncPgConnection,
+    op: &O,
+    begin: &str,
+) -> Result<O::Output, (Phase, DieselError)> {
+    AnsiTransactionManager::begin_transaction_sql(conn, begin).await.map_err(|e| (Phase::Statement, e))?;
+    match op.run(conn).await {
+        Ok(output) => {
+            match <AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::commit_transaction(conn).await {
+                Ok(()) => Ok(output),
+                Err(e) => Err((Phase::Commit, e)),
+            }
+        }
+        Err(e) => {
+            // A failed rollback leaves the connection broken; the pool then discards it.
+            let _ = <AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::rollback_transaction(conn).await;
+            Err((Phase::Statement, e))
+        }
+    }
+}
+
+fn deadline_failure(phase: Phase) -> AttemptFailure {
+    AttemptFailure { class: ErrorClass::Deadline, phase, detail: "the call's deadline passed".into() }
+}
+
+fn checkout_failure(error: CheckoutError) -> AttemptFailure {
+    let class = match error {
+        CheckoutError::Saturated(_) => ErrorClass::Overloaded,
+        CheckoutError::Unreachable(class) => class,
+    };
+    AttemptFailure { class, phase: Phase::Checkout, detail: error.to_string() }
+}
+
+/// The facts of a diesel error; diesel-async keeps SQLSTATEs only for a few kinds.
+fn database_failure(phase: Phase, error: &DieselError, broken: bool) -> AttemptFailure {
+    let (message, sqlstate, lost) = match error {
+        DieselError::DatabaseError(kind, info) => {
+            let sqlstate = match kind {
+                DatabaseErrorKind::SerializationFailure => Some("40001"),
+                DatabaseErrorKind::UniqueViolation => Some("23505"),
+                DatabaseErrorKind::ForeignKeyViolation => Some("23503"),
+                DatabaseErrorKind::NotNullViolation => Some("23502"),
+                DatabaseErrorKind::CheckViolation => Some("23514"),
+                DatabaseErrorKind::ReadOnlyTransaction => Some("25006"),
+                _ => None,
+            };
+            let lost = matches!(kind, DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection);
+            (info.message().to_owned(), sqlstate, lost)
+        }
+        DieselError::BrokenTransactionManager => ("the transaction state is broken".to_owned(), None, true),
+        other => (other.to_string(), None, false),
+    };
+    let class = classify(&Failure {
+        phase,
+        sqlstate,
+        message: &message,
+        connection_broken: broken || lost,
+        io_kind: None,
+        timed_out: false,
+    });
+    AttemptFailure { class, phase, detail: message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn begin_sets_the_mode_and_caps_the_statement_timeout_at_the_deadline() {
+        let limits = TransactionLimits {
+            statement_timeout: Duration::from_secs(30),
+            idle_in_transaction_timeout: Duration::from_secs(60),
+        };
+        assert_eq!(
+            begin_sql(Access::ReadOnly, limits, Duration::from_millis(1500)),
+            "BEGIN READ ONLY; SET LOCAL statement_timeout = 1500; SET LOCAL idle_in_transaction_session_timeout = 60000"
+        );
+        assert!(
+            begin_sql(Access::Snapshot, limits, Duration::from_secs(99))
+                .starts_with("BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL statement_timeout = 30000;")
+        );
+        assert!(begin_sql(Access::ReadWrite, limits, Duration::ZERO).contains("statement_timeout = 1;"));
+    }
+
+    #[test]
+    fn lost_connections_during_commit_are_ambiguous() {
+        let error = DieselError::DatabaseError(
+            DatabaseErrorKind::UnableToSendCommand,
+            Box::new("connection closed".to_string()),
+        );
+        assert_eq!(database_failure(Phase::Commit, &error, true).class, ErrorClass::AmbiguousCommit);
+        assert_eq!(database_failure(Phase::Statement, &error, true).class, ErrorClass::ConnectionLost);
+    }
+
+    #[test]
+    fn serialization_failures_are_contention() {
+        let error = DieselError::DatabaseError(
+            DatabaseErrorKind::SerializationFailure,
+            Box::new("could not serialize".to_string()),
+        );
+        assert_eq!(database_failure(Phase::Statement, &error, false).class, ErrorClass::Contention);
+    }
+}
