@@ -94,7 +94,7 @@ impl Application {
         };
         tokio::spawn(readiness.follow());
         let draining = Arc::new(Notify::new());
-        let signal = stop_serving(shutdown, reporter, self.background.clone(), draining.clone());
+        let signal = stop_serving(shutdown, reporter, server.shutdown_delay, self.background.clone(), draining.clone());
         tracing::info!(address = %self.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "serving gRPC");
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         let grace = server.shutdown_grace;
@@ -108,17 +108,22 @@ impl Application {
     }
 }
 
+/// Resolves when tonic should stop accepting calls: after the shutdown request and the delay
+/// during which health already says NOT_SERVING.
 async fn stop_serving(
     shutdown: impl Future<Output = ()>,
     reporter: HealthReporter,
+    delay: Duration,
     background: CancellationToken,
     draining: Arc<Notify>,
 ) {
     shutdown.await;
-    tracing::info!("shutdown requested: not serving, draining in-flight calls");
+    tracing::info!(?delay, "shutdown requested: reporting NOT_SERVING");
     background.cancel();
     reporter.set_service_status(CHECKPOINT_SERVICE_NAME, ServingStatus::NotServing).await;
     reporter.set_service_status("", ServingStatus::NotServing).await;
+    tokio::time::sleep(delay).await;
+    tracing::info!("closing the listener and draining in-flight calls");
     draining.notify_one();
 }
 

@@ -43,8 +43,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the gRPC API (migrating the database first unless --migrate=false).
+    #[command(after_long_help = ENVIRONMENT_HELP)]
     Serve(Box<ServeArgs>),
     /// Apply the database migrations and exit.
+    #[command(after_long_help = ENVIRONMENT_HELP)]
     Migrate(Box<MigrateArgs>),
     /// Ask a running server whether it is serving; exit 0 only when SERVING.
     Health(HealthArgs),
@@ -112,7 +114,10 @@ pub struct ServerArgs {
     /// Deadline for calls that set none (and for each List page).
     #[arg(long, env = "CHECKPOINTD_DEFAULT_DEADLINE", default_value = "30s", value_parser = duration)]
     pub default_deadline: Duration,
-    /// Longest wait for in-flight calls at shutdown.
+    /// At shutdown, keep serving this long while reporting NOT_SERVING (lets load balancers drain).
+    #[arg(long, env = "CHECKPOINTD_SHUTDOWN_DELAY", default_value = "0s", value_parser = duration)]
+    pub shutdown_delay: Duration,
+    /// Longest wait for in-flight calls at shutdown, after the delay.
     #[arg(long, env = "CHECKPOINTD_SHUTDOWN_GRACE", default_value = "20s", value_parser = duration)]
     pub shutdown_grace: Duration,
     /// Serve gRPC reflection (v1 and v1alpha).
@@ -349,6 +354,7 @@ impl ServeArgs {
                 listen: self.server.listen,
                 max_message_bytes: self.server.max_message_size,
                 default_deadline: self.server.default_deadline,
+                shutdown_delay: self.server.shutdown_delay,
                 shutdown_grace: self.server.shutdown_grace,
                 reflection: self.server.reflection,
                 limits: Limits::DOCUMENTED,

@@ -82,7 +82,10 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Deadline of a call that sets none.
     pub default_deadline: Duration,
-    /// Longest wait for in-flight calls at shutdown.
+    /// At shutdown, time spent reporting NOT_SERVING while still serving, so load balancers
+    /// stop sending calls before the listener closes.
+    pub shutdown_delay: Duration,
+    /// Longest wait for in-flight calls at shutdown, after the delay.
     pub shutdown_grace: Duration,
     /// Serve gRPC reflection.
     pub reflection: bool,

@@ -19,9 +19,6 @@ use crate::storage::StorageError;
 use crate::storage::ops::{Access, Operation};
 use crate::storage::pool::{CheckoutError, Pool};
 
-/// Time kept back from the caller's deadline so we answer before the client gives up.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(5);
-
 /// Session limits applied to every transaction with `SET LOCAL` (works through PgBouncer).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TransactionLimits {
@@ -96,7 +93,7 @@ impl Runner {
     }
 
     async fn attempt<O: Operation>(&self, op: &O, deadline: Instant) -> Result<O::Output, AttemptFailure> {
-        let remaining = deadline.saturating_duration_since(Instant::now()).saturating_sub(DEADLINE_MARGIN);
+        let remaining = deadline.saturating_duration_since(Instant::now());
         let wait = remaining.min(self.acquire_timeout);
         let checkout = self
             .pool

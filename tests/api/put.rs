@@ -1,0 +1,154 @@
+//! Put: documents, blobs, parents and atomicity.
+
+use checkpointd::grpc::pb;
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn put_returns_where_it_stored_and_get_reads_it_back() {
+    let mut app = spawn_app().await;
+    let mut request = put("t1", "", "c1", None);
+    request.checkpoint_json =
+        document("c1", json!({"count": 3, "note": "hi"}), json!({"count": "1", "note": "1", "items": "1"}));
+    request.blobs = vec![blob("items", "1", b"\x92\x01\x02")];
+    let stored = app.client.put(request).await.expect("put").into_inner().config.expect("config");
+    assert_eq!(
+        (stored.thread_id.as_str(), stored.checkpoint_ns.as_str(), stored.checkpoint_id.as_str()),
+        ("t1", "", "c1")
+    );
+
+    let tuple = get(&mut app.client, "t1", "", None).await.expect("stored");
+    let document = json(&tuple.checkpoint_json);
+    assert_eq!(document["channel_values"], json!({"count": 3, "note": "hi"}));
+    assert_eq!(tuple.channel_values, vec![blob("items", "1", b"\x92\x01\x02")]);
+    assert_eq!(json(&tuple.metadata_json), json!({"source": "loop", "step": 0}));
+    assert_eq!(tuple.parent_config, None);
+}
+
+#[tokio::test]
+async fn re_put_replaces_document_and_metadata_but_keeps_the_first_parent() {
+    let mut app = spawn_app().await;
+    app.client.put(put("t", "", "c2", None)).await.expect("first put");
+    let mut again = put("t", "", "c2", Some("c1"));
+    again.metadata_json = br#"{"source": "update", "step": 7}"#.to_vec();
+    app.client.put(again).await.expect("second put");
+
+    let tuple = get(&mut app.client, "t", "", Some("c2")).await.expect("stored");
+    assert_eq!(tuple.parent_config, None, "the parent stored first (NULL) is kept");
+    assert_eq!(json(&tuple.metadata_json)["source"], "update");
+}
+
+#[tokio::test]
+async fn the_first_blob_of_a_channel_version_wins() {
+    let mut app = spawn_app().await;
+    let mut first = put("t", "", "c1", None);
+    first.checkpoint_json = document("c1", json!({}), json!({"ch": "1"}));
+    first.blobs = vec![blob("ch", "1", b"first")];
+    app.client.put(first).await.expect("put");
+    let mut second = put("t", "", "c2", Some("c1"));
+    second.checkpoint_json = document("c2", json!({}), json!({"ch": "1"}));
+    second.blobs = vec![blob("ch", "1", b"second")];
+    app.client.put(second).await.expect("put");
+
+    let tuple = get(&mut app.client, "t", "", Some("c2")).await.expect("stored");
+    assert_eq!(tuple.channel_values, vec![blob("ch", "1", b"first")]);
+}
+
+#[tokio::test]
+async fn an_unchanged_channel_is_read_from_the_version_an_older_put_stored() {
+    let mut app = spawn_app().await;
+    let mut first = put("t", "", "c1", None);
+    first.checkpoint_json = document("c1", json!({}), json!({"a": "1", "b": "1"}));
+    first.blobs = vec![blob("a", "1", b"a1"), blob("b", "1", b"b1")];
+    app.client.put(first).await.expect("put");
+    let mut second = put("t", "", "c2", Some("c1"));
+    second.checkpoint_json = document("c2", json!({}), json!({"a": "2", "b": "1"}));
+    second.blobs = vec![blob("a", "2", b"a2")];
+    app.client.put(second).await.expect("put");
+
+    let tuple = get(&mut app.client, "t", "", None).await.expect("stored");
+    assert_eq!(tuple.channel_values, vec![blob("a", "2", b"a2"), blob("b", "1", b"b1")]);
+}
+
+#[tokio::test]
+async fn a_channel_missing_from_channel_versions_is_not_loaded() {
+    let mut app = spawn_app().await;
+    let mut first = put("t", "", "c1", None);
+    first.checkpoint_json = document("c1", json!({}), json!({"gone": "1"}));
+    first.blobs = vec![blob("gone", "1", b"x")];
+    app.client.put(first).await.expect("put");
+    app.client.put(put("t", "", "c2", Some("c1"))).await.expect("put");
+    assert!(get(&mut app.client, "t", "", None).await.expect("stored").channel_values.is_empty());
+}
+
+#[tokio::test]
+async fn values_stay_opaque_and_types_are_kept_byte_for_byte() {
+    let mut app = spawn_app().await;
+    let mut request = put("t", "", "c1", None);
+    request.checkpoint_json = document("c1", json!({}), json!({"secret": "1", "nothing": "1"}));
+    let binary: Vec<u8> = (0..=255).collect();
+    request.blobs = vec![
+        pb::ChannelBlob { channel: "secret".into(), version: "1".into(), value: Some(value("msgpack+aes", &binary)) },
+        pb::ChannelBlob {
+            channel: "nothing".into(),
+            version: "1".into(),
+            value: Some(pb::TypedValue { r#type: "empty".into(), data: None }),
+        },
+    ];
+    app.client.put(request).await.expect("put");
+    let tuple = get(&mut app.client, "t", "", None).await.expect("stored");
+    let by_channel: Vec<_> =
+        tuple.channel_values.iter().map(|b| (b.channel.as_str(), b.value.clone().expect("value"))).collect();
+    assert_eq!(
+        by_channel,
+        [("nothing", pb::TypedValue { r#type: "empty".into(), data: None }), ("secret", value("msgpack+aes", &binary))]
+    );
+}
+
+#[tokio::test]
+async fn a_put_the_database_rejects_stores_nothing() {
+    let mut app = spawn_app().await;
+    let mut request = put("t", "", "c1", None);
+    request.checkpoint_json = document("c1", json!({"s": "nul \u{0} inside"}), json!({"b": "1"}));
+    request.blobs = vec![blob("b", "1", b"orphan?")];
+    let status = app.client.put(request).await.expect_err("NUL is refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("checkpoint_json"), "{}", status.message());
+    let blobs: i64 =
+        app.sql().await.query_one("SELECT count(*) FROM checkpoint_blobs", &[]).await.expect("count").get(0);
+    assert_eq!(blobs, 0);
+}
+
+#[tokio::test]
+async fn big_integers_keep_their_exact_value() {
+    let mut app = spawn_app().await;
+    let mut request = put("t", "", "c1", None);
+    request.checkpoint_json =
+        br#"{"v": 4, "id": "c1", "channel_values": {"n": 123456789012345678901234567890}, "channel_versions": {}}"#
+            .to_vec();
+    app.client.put(request).await.expect("put");
+    let tuple = get(&mut app.client, "t", "", None).await.expect("stored");
+    let text = String::from_utf8(tuple.checkpoint_json).expect("utf8");
+    assert!(text.contains("123456789012345678901234567890"), "{text}");
+}
+
+#[tokio::test]
+async fn puts_are_idempotent() {
+    let mut app = spawn_app().await;
+    let mut request = put("t", "ns", "c1", Some("c0"));
+    request.checkpoint_json = document("c1", json!({}), json!({"a": "1"}));
+    request.blobs = vec![blob("a", "1", b"x")];
+    for _ in 0..3 {
+        app.client.put(request.clone()).await.expect("put");
+    }
+    let sql = app.sql().await;
+    let counts: (i64, i64) = {
+        let row = sql
+            .query_one("SELECT (SELECT count(*) FROM checkpoints), (SELECT count(*) FROM checkpoint_blobs)", &[])
+            .await
+            .expect("counts");
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(counts, (1, 1));
+}

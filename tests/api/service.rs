@@ -1,0 +1,112 @@
+//! The service around the API: health, reflection, deadlines and graceful shutdown.
+
+use std::time::Duration;
+
+use checkpointd::grpc::pb;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_reports_the_process_and_the_checkpoint_service() {
+    let app = spawn_app().await;
+    assert_eq!(health_status(app.addr, "").await, Some(ServingStatus::Serving));
+    assert_eq!(health_status(app.addr, "checkpoint.v1.CheckpointService").await, Some(ServingStatus::Serving));
+    let mut health = app.health().await;
+    let unknown = health.check(tonic_health::pb::HealthCheckRequest { service: "nope".into() }).await;
+    assert_eq!(unknown.expect_err("unknown service").code(), tonic::Code::NotFound);
+}
+
+#[tokio::test]
+async fn reflection_lists_the_services() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let app = spawn_app().await;
+    let mut client = ServerReflectionClient::new(channel(app.addr).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses =
+        client.server_reflection_info(futures_util::stream::iter([request])).await.expect("reflection").into_inner();
+    let response = responses.message().await.expect("stream").expect("one response");
+    let Some(MessageResponse::ListServicesResponse(services)) = response.message_response else {
+        panic!("unexpected reflection response {response:?}");
+    };
+    let names: Vec<String> = services.service.into_iter().map(|s| s.name).collect();
+    for expected in ["checkpoint.v1.CheckpointService", "grpc.health.v1.Health"] {
+        assert!(names.iter().any(|n| n == expected), "{names:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_expired_deadline_is_answered_with_deadline_exceeded() {
+    let mut app = spawn_app().await;
+    let mut request = tonic::Request::new(put("t", "", "c1", None));
+    request.set_timeout(Duration::from_millis(300));
+    // Hold the table lock so the write cannot finish before the deadline.
+    let sql = app.sql().await;
+    sql.batch_execute("BEGIN; LOCK TABLE checkpoints IN ACCESS EXCLUSIVE MODE").await.expect("lock");
+    let status = app.client.put(request).await.expect_err("deadline");
+    sql.batch_execute("ROLLBACK").await.expect("unlock");
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    app.client.put(put("t", "", "c1", None)).await.expect("the pool recovered");
+}
+
+#[tokio::test]
+async fn shutdown_reports_not_serving_and_lets_in_flight_calls_finish() {
+    let mut app = spawn_app_with(|config| config.server.shutdown_delay = Duration::from_secs(3)).await;
+    let sql = app.sql().await;
+    sql.batch_execute("BEGIN; LOCK TABLE checkpoints IN ACCESS EXCLUSIVE MODE").await.expect("lock");
+    let mut client = app.client.clone();
+    let in_flight = tokio::spawn(async move { client.put(put("t", "", "c1", None)).await });
+    eventually(Duration::from_secs(10), "the put to wait on the lock", || {
+        let sql = &sql;
+        async move {
+            let row = sql.query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[]).await.expect("locks");
+            row.get::<_, i64>(0) > 0
+        }
+    })
+    .await;
+    let addr = app.addr;
+    let stopping = tokio::spawn(async move {
+        app.stop().await;
+        app
+    });
+    eventually(Duration::from_secs(10), "health to turn NOT_SERVING", || async move {
+        health_status(addr, "").await == Some(ServingStatus::NotServing)
+    })
+    .await;
+    sql.batch_execute("ROLLBACK").await.expect("unlock");
+    let response = in_flight.await.expect("task").expect("the in-flight put completed");
+    assert_eq!(response.into_inner().config.map(|c| c.checkpoint_id), Some("c1".into()));
+    let app = stopping.await.expect("stopped");
+    assert!(health_status(app.addr, "").await.is_none(), "the listener is closed");
+    let stored: i64 = app.sql().await.query_one("SELECT count(*) FROM checkpoints", &[]).await.expect("count").get(0);
+    assert_eq!(stored, 1);
+}
+
+#[tokio::test]
+async fn the_service_starts_while_the_database_is_unreachable_and_reports_not_serving() {
+    let db = TestDb::create().await;
+    let mut config = test_config("postgresql://postgres@127.0.0.1:1/nowhere");
+    config.storage.acquire_timeout = Duration::from_millis(300);
+    let mut app = start(config, db).await;
+    eventually(Duration::from_secs(10), "the process to serve its health service", || async move {
+        health_status(app.addr, "").await == Some(ServingStatus::Serving)
+    })
+    .await;
+    assert_eq!(health_status(app.addr, "checkpoint.v1.CheckpointService").await, Some(ServingStatus::NotServing));
+    let started = tokio::time::Instant::now();
+    let status = app
+        .client
+        .get_tuple(pb::GetTupleRequest { thread_id: "t".into(), ..Default::default() })
+        .await
+        .expect_err("down");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "fails fast, took {:?}", started.elapsed());
+    app.stop().await;
+}

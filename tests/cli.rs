@@ -1,0 +1,108 @@
+//! The `checkpointd` binary as an operator runs it: help, migrate, health, dev.
+
+#[path = "api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use helpers::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_checkpointd");
+
+fn run(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(BIN);
+    command.args(args).env_remove("DATABASE_URL").env("RUST_LOG", "warn");
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    command.output().expect("run checkpointd")
+}
+
+#[test]
+fn help_documents_every_setting_and_the_environment() {
+    let output = run(&["serve", "--help"], &[]);
+    let help = String::from_utf8_lossy(&output.stdout);
+    for expected in [
+        "DATABASE_URL",
+        "PGPASSWORD",
+        "CHECKPOINT_MAX_RETRIES",
+        "SSL_RETRY_DELAY",
+        "ENABLE_POOL_RECREATION",
+        "--db-tcp-user-timeout",
+        "--listen",
+    ] {
+        assert!(help.contains(expected), "serve --help lacks {expected}");
+    }
+}
+
+#[tokio::test]
+async fn migrate_creates_the_schema_and_is_idempotent() {
+    let db = TestDb::create().await;
+    for expected in ["applied [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]", "applied []"] {
+        let output = run(&["migrate", "--database-url", &db.url], &[]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(String::from_utf8_lossy(&output.stdout).contains(expected));
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_password_fails_without_printing_it() {
+    let output = run(&["migrate", "--database-url", "postgresql://nobody:hunter2-secret@127.0.0.1:5432/postgres"], &[]);
+    assert!(!output.status.success());
+    let all = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(!all.contains("hunter2-secret"), "{all}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_exits_zero_only_when_serving() {
+    let app = spawn_app().await;
+    let address = format!("http://{}", app.addr);
+    let serving = run(&["health", "--address", &address], &[]);
+    assert_eq!(serving.status.code(), Some(0), "{}", String::from_utf8_lossy(&serving.stderr));
+    let unknown = run(&["health", "--address", &address, "--service", "nope"], &[]);
+    assert_eq!(unknown.status.code(), Some(2));
+    let closed = run(&["health", "--address", "http://127.0.0.1:1", "--timeout", "1s"], &[]);
+    assert_eq!(closed.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn dev_starts_a_private_database_serves_and_stops_everything_on_interrupt() {
+    let port = checkpointd::devdb::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .args(["dev", "--listen", &listen])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start checkpointd dev");
+    let addr = listen.parse().expect("address");
+    wait_until_serving(addr).await;
+    let mut client =
+        checkpointd::grpc::pb::checkpoint_service_client::CheckpointServiceClient::new(channel(addr).await);
+    client.put(put("t", "", "c1", None)).await.expect("put against the dev database");
+    assert!(get(&mut client, "t", "", None).await.is_some());
+
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("send SIGINT");
+    let status = tokio::task::spawn_blocking(move || {
+        let status = child.wait();
+        let mut out = String::new();
+        if let Some(mut stdout) = child.stdout.take() {
+            use std::io::Read;
+            let _ = stdout.read_to_string(&mut out);
+        }
+        (status, out)
+    });
+    let (status, stdout) =
+        tokio::time::timeout(Duration::from_secs(30), status).await.expect("stops in time").expect("join");
+    assert!(status.expect("exit status").success());
+    assert!(stdout.contains("PostgreSQL: postgresql://postgres@127.0.0.1:"), "{stdout}");
+    let data_dir = stdout
+        .lines()
+        .find_map(|l| l.split("(data in ").nth(1))
+        .map(|d| d.trim_end_matches(')').to_owned())
+        .expect("data dir printed");
+    assert!(!std::path::Path::new(&data_dir).exists(), "the throwaway data directory {data_dir} was removed");
+}
