@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 const PROTO_ROOT: &str = "proto";
-const PROTO_FILES: &[&str] = &["checkpoint/v1/checkpoint.proto"];
+const PROTO_FILES: &[&str] = &["checkpoint/v1/checkpoint.proto", "checkpoint/v1/diagnostics.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for file in PROTO_FILES {

@@ -84,7 +84,8 @@ impl Application {
     ) -> Result<(), ServeError> {
         let server = &self.config.server;
         let service = CheckpointGrpc::new(self.store.clone(), Validator::new(server.limits), server.default_deadline);
-        let (router, reporter) = grpc::router(service, server).await?;
+        let diagnostics = grpc::DiagnosticsGrpc::new(self.store.clone());
+        let (router, reporter) = grpc::router(service, diagnostics, server).await?;
         let readiness = Readiness {
             reporter: reporter.clone(),
             pool: self.store.pool().clone(),

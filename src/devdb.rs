@@ -47,6 +47,13 @@ pub struct ClusterOptions {
     pub hba: Option<String>,
     /// Files to put into the data directory before start (name, contents, mode).
     pub files: Vec<(String, Vec<u8>, u32)>,
+    /// `listen_addresses`; `127.0.0.1` when `None`.
+    pub listen_address: Option<String>,
+    /// Run the server inside this network namespace (`ip netns exec`).
+    pub netns: Option<String>,
+    /// Create the data directory as a streaming standby of the server on 127.0.0.1 at this port,
+    /// registered under `standby_name` (for `synchronous_standby_names`).
+    pub standby_of: Option<(u16, String)>,
 }
 
 /// A running cluster.
@@ -56,6 +63,8 @@ pub struct LocalCluster {
     data_dir: PathBuf,
     socket_dir: PathBuf,
     port: u16,
+    listen_address: String,
+    netns: Option<String>,
     run_as: Option<String>,
     _temp: Option<tempfile::TempDir>,
     stopped: bool,
@@ -76,9 +85,14 @@ impl LocalCluster {
         };
         let socket_dir = temp.as_ref().map_or_else(|| data_dir.clone(), |t| t.path().join("socket"));
         let port = options.port.unwrap_or_else(free_port);
-        let cluster = Self { bin_dir, data_dir, socket_dir, port, run_as, _temp: temp, stopped: true };
+        let listen_address = options.listen_address.clone().unwrap_or_else(|| "127.0.0.1".to_owned());
+        let netns = options.netns.clone();
+        let cluster =
+            Self { bin_dir, data_dir, socket_dir, port, listen_address, netns, run_as, _temp: temp, stopped: true };
         cluster.prepare_dirs()?;
-        if !cluster.data_dir.join("PG_VERSION").exists() {
+        if let Some((primary_port, name)) = &options.standby_of {
+            cluster.base_backup(*primary_port, name)?;
+        } else if !cluster.data_dir.join("PG_VERSION").exists() {
             cluster.initdb(&options)?;
         }
         let mut cluster = cluster;
@@ -131,7 +145,10 @@ impl LocalCluster {
 
     /// `pg_ctl restart` with the given mode (`fast`, `immediate`).
     pub fn restart(&mut self, mode: &str) -> Result<(), DevDbError> {
-        self.pg_ctl(&["restart", "-m", mode, "-w", "-o", &self.server_options()])?;
+        // With a log file the new postmaster does not inherit (and hold open) our pipes.
+        let log = self.data_dir.join("server.log").display().to_string();
+        self.pg_ctl(&["restart", "-m", mode, "-w", "-t", "60", "-l", &log, "-o", &self.server_options()])
+            .map_err(|e| self.with_log(e))?;
         self.stopped = false;
         Ok(())
     }
@@ -149,7 +166,8 @@ impl LocalCluster {
     /// Starts a stopped cluster again.
     pub fn start_server(&mut self) -> Result<(), DevDbError> {
         let log = self.data_dir.join("server.log").display().to_string();
-        self.pg_ctl(&["start", "-w", "-t", "60", "-l", &log, "-o", &self.server_options()])?;
+        self.pg_ctl(&["start", "-w", "-t", "60", "-l", &log, "-o", &self.server_options()])
+            .map_err(|e| self.with_log(e))?;
         self.stopped = false;
         Ok(())
     }
@@ -159,14 +177,55 @@ impl LocalCluster {
         self.pg_ctl(&["reload"]).map(drop)
     }
 
+    /// Promotes a standby to primary (`pg_ctl promote`).
+    pub fn promote(&self) -> Result<(), DevDbError> {
+        self.pg_ctl(&["promote", "-w"]).map(drop)
+    }
+
+    /// The process id of the postmaster, from `postmaster.pid`.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        fs::read_to_string(self.data_dir.join("postmaster.pid")).ok()?.lines().next()?.trim().parse().ok()
+    }
+
+    /// Adds the end of the server log to a failed command's error.
+    fn with_log(&self, error: DevDbError) -> DevDbError {
+        let log = fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(12).collect();
+        match error {
+            DevDbError::Command { command, output } => {
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                DevDbError::Command { command, output: format!("{output}\nserver log:\n{}", tail.join("\n")) }
+            }
+            other => other,
+        }
+    }
+
     fn server_options(&self) -> String {
-        format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.socket_dir.display())
+        format!("-p {} -k {} -c listen_addresses={}", self.port, self.socket_dir.display(), self.listen_address)
+    }
+
+    fn base_backup(&self, primary_port: u16, name: &str) -> Result<(), DevDbError> {
+        let data = self.data_dir.display().to_string();
+        let port = primary_port.to_string();
+        let args = ["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-D", &data, "-R", "-X", "stream", "-c", "fast"];
+        self.run("pg_basebackup", &args)?;
+        let conninfo =
+            format!("primary_conninfo = 'host=127.0.0.1 port={primary_port} user=postgres application_name={name}'\n");
+        let auto = self.data_dir.join("postgresql.auto.conf");
+        let mut settings =
+            fs::read_to_string(&auto).map_err(|e| DevDbError::Io("reading postgresql.auto.conf".into(), e))?;
+        settings.push_str(&conninfo);
+        self.write_file("postgresql.auto.conf", settings.as_bytes(), 0o600)
     }
 
     fn prepare_dirs(&self) -> Result<(), DevDbError> {
+        use std::os::unix::fs::PermissionsExt;
         for dir in [&self.data_dir, &self.socket_dir] {
             fs::create_dir_all(dir).map_err(|e| DevDbError::Io(format!("creating {}", dir.display()), e))?;
         }
+        // PostgreSQL refuses a data directory others can read.
+        fs::set_permissions(&self.data_dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| DevDbError::Io(format!("chmod {}", self.data_dir.display()), e))?;
         if let Some(user) = &self.run_as {
             let parent = self.socket_dir.parent().unwrap_or(&self.socket_dir);
             let output =
@@ -222,15 +281,16 @@ impl LocalCluster {
 
     fn run(&self, program: &str, args: &[&str]) -> Result<Output, DevDbError> {
         let binary = self.bin_dir.join(program);
-        let mut command = match &self.run_as {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(&binary);
-                c
-            }
-            None => Command::new(&binary),
-        };
-        command.args(args).current_dir(std::env::temp_dir());
+        let mut words: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(netns) = &self.netns {
+            words.extend(["ip", "netns", "exec", netns.as_str()].map(Into::into));
+        }
+        if let Some(user) = &self.run_as {
+            words.extend(["runuser", "-u", user.as_str(), "--"].map(Into::into));
+        }
+        words.push(binary.into());
+        let mut command = Command::new(&words[0]);
+        command.args(&words[1..]).args(args).current_dir(std::env::temp_dir());
         check(program, command.output())
     }
 }

@@ -16,7 +16,7 @@ pub struct LogConfig {
     pub filter: Option<String>,
     /// `DEBUG=1`: debug level for checkpointd itself.
     pub debug: bool,
-    /// `VERBOSE_SSL_LOGGING=true`: debug level for TLS and the PostgreSQL driver.
+    /// `VERBOSE_SSL_LOGGING=true`: debug level for TLS and the connection pool.
     pub verbose_tls: bool,
 }
 
@@ -27,7 +27,8 @@ pub fn filter_directive(config: &LogConfig) -> String {
     }
     let mut directive = String::from(if config.debug { "info,checkpointd=debug" } else { "info" });
     if config.verbose_tls {
-        directive.push_str(",rustls=debug,tokio_postgres=debug,tokio_postgres_rustls=debug");
+        // tokio_postgres logs statement parameters at debug level: payloads must not reach logs.
+        directive.push_str(",rustls=debug,tokio_postgres_rustls=debug,checkpointd::pool=debug");
     }
     directive
 }

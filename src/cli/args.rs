@@ -25,7 +25,7 @@ original deployment's variable (host, port, user, password, dbname), and the def
 --db-password-file, never from a flag of their own, and never logged.
 
 Logging: RUST_LOG (a tracing filter, e.g. info,checkpointd=debug), DEBUG=1 (debug level for
-checkpointd), VERBOSE_SSL_LOGGING=true (debug level for TLS and the PostgreSQL driver).";
+checkpointd), VERBOSE_SSL_LOGGING=true (debug level for TLS and the connection pool).";
 
 /// checkpointd stores LangGraph checkpoints in PostgreSQL behind a gRPC API.
 #[derive(Debug, Parser)]
@@ -50,6 +50,8 @@ pub enum Command {
     Migrate(Box<MigrateArgs>),
     /// Ask a running server whether it is serving; exit 0 only when SERVING.
     Health(HealthArgs),
+    /// Show a running server's pool, retries and database state (exit 1 when the database is unreachable).
+    Status(StatusArgs),
     /// Start a private throwaway PostgreSQL, migrate it and serve; Ctrl-C stops everything.
     Dev(Box<DevArgs>),
 }
@@ -66,7 +68,7 @@ pub struct LogArgs {
     /// Debug logging for checkpointd (the original deployment's DEBUG=1).
     #[arg(long, env = "DEBUG", value_parser = BoolishValueParser::new(), default_value_t = false, global = true, hide_env_values = true)]
     pub debug: bool,
-    /// Debug logging for TLS and the driver (the original deployment's VERBOSE_SSL_LOGGING).
+    /// Debug logging for TLS and the connection pool (the original deployment's VERBOSE_SSL_LOGGING).
     #[arg(long, env = "VERBOSE_SSL_LOGGING", value_parser = BoolishValueParser::new(), default_value_t = false, global = true)]
     pub verbose_ssl_logging: bool,
 }
@@ -339,7 +341,6 @@ impl ServeArgs {
                 retry_budget_ratio: 0.1,
                 statement_timeout: database.statement_timeout,
                 idle_in_transaction_timeout: database.idle_in_transaction_timeout,
-                acquire_timeout: pool.pool_acquire_timeout,
                 list_page_size: self.server.list_page_size.max(1),
                 default_deadline: self.server.default_deadline,
             },
@@ -382,6 +383,17 @@ pub struct HealthArgs {
     /// The service to ask about; "" is the process itself.
     #[arg(long, default_value = "checkpoint.v1.CheckpointService")]
     pub service: String,
+    /// Give up after this long.
+    #[arg(long, default_value = "3s", value_parser = duration)]
+    pub timeout: Duration,
+}
+
+/// `checkpointd status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The server to ask.
+    #[arg(long, env = "CHECKPOINTD_HEALTH_ADDRESS", default_value = "http://127.0.0.1:50051")]
+    pub address: String,
     /// Give up after this long.
     #[arg(long, default_value = "3s", value_parser = duration)]
     pub timeout: Duration,

@@ -3,6 +3,7 @@
 mod args;
 mod dev;
 mod health;
+mod status;
 
 use std::process::ExitCode;
 
@@ -10,7 +11,9 @@ use clap::Parser;
 
 pub use args::{
     Cli, Command, DbArgs, DevArgs, HealthArgs, LogArgs, MigrateArgs, PoolArgs, RetryArgs, ServeArgs, ServerArgs,
+    StatusArgs,
 };
+pub use status::render as render_status;
 
 use crate::app::Application;
 use crate::config::PoolConfig;
@@ -38,6 +41,7 @@ async fn run(command: Command) -> ExitCode {
         Command::Serve(args) => serve(*args).await,
         Command::Migrate(args) => migrate(*args).await,
         Command::Health(args) => return health::check(&args).await,
+        Command::Status(args) => return status::show(&args).await,
         Command::Dev(args) => dev::run(*args).await,
     };
     match outcome {

@@ -56,8 +56,6 @@ pub struct StorageConfig {
     pub statement_timeout: Duration,
     /// `SET LOCAL idle_in_transaction_session_timeout`.
     pub idle_in_transaction_timeout: Duration,
-    /// Longest wait for a pooled connection.
-    pub acquire_timeout: Duration,
     /// Most checkpoints read per List page.
     pub list_page_size: u64,
     /// Deadline of a call (or of each List page) when the client sets none.

@@ -5,10 +5,12 @@
 
 mod convert;
 mod deadline;
+mod diagnostics;
 pub mod pb;
 mod server;
 mod service;
 mod status;
 
+pub use diagnostics::DiagnosticsGrpc;
 pub use server::{CHECKPOINT_SERVICE_NAME, ReflectionError, router};
 pub use service::CheckpointGrpc;

@@ -7,8 +7,10 @@ use tonic::transport::server::Router;
 use tonic_health::server::HealthReporter;
 
 use crate::config::ServerConfig;
+use crate::grpc::diagnostics::DiagnosticsGrpc;
 use crate::grpc::pb;
 use crate::grpc::pb::checkpoint_service_server::CheckpointServiceServer;
+use crate::grpc::pb::diagnostics_service_server::DiagnosticsServiceServer;
 use crate::grpc::service::CheckpointGrpc;
 
 /// The health-check name of the checkpoint service (`checkpoint.v1.CheckpointService`).
@@ -24,6 +26,7 @@ pub struct ReflectionError(#[from] tonic_reflection::server::Error);
 /// service; the caller flips it once the database is ready.
 pub async fn router(
     service: CheckpointGrpc,
+    diagnostics: DiagnosticsGrpc,
     config: &ServerConfig,
 ) -> Result<(Router, HealthReporter), ReflectionError> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -51,6 +54,7 @@ pub async fn router(
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
         .add_service(health)
         .add_service(checkpoints)
+        .add_service(DiagnosticsServiceServer::new(diagnostics))
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha);
     Ok((router, reporter))

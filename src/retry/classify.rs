@@ -76,6 +76,11 @@ impl ErrorClass {
         )
     }
 
+    /// The position of the class in [`ErrorClass::ALL`], for counter arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// A stable snake_case name, used in logs, span attributes and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {

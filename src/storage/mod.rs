@@ -13,6 +13,7 @@ pub mod pool;
 mod runner;
 mod schema;
 mod statement;
+mod stats;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -30,12 +31,29 @@ use crate::domain::{
     CheckpointConfig, CheckpointTuple, CopyThread, DeleteForRuns, GetTuple, ListQuery, PruneRequest, PruneStrategy,
     PutCheckpoint, PutWrites,
 };
-use crate::retry::RetryBudget;
+use crate::retry::{ErrorClass, RetryBudget};
 use ops::{
     CopyThreadOp, DeleteForRunsOp, DeleteThreadOp, GetTupleOp, ListCursor, ListPageOp, PruneDeleteOp,
     PruneKeepLatestOp, PutOp, PutWritesOp, RefuseDeltaThreadsOp,
 };
 use runner::{Runner, TransactionLimits};
+
+/// What the store knows about its database connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostics {
+    /// The monitor's latest verdict.
+    pub database_reachable: bool,
+    /// The pool.
+    pub pool: PoolStatus,
+    /// Retries since start, by class.
+    pub retries_by_class: Vec<(ErrorClass, u64)>,
+    /// Calls that failed after their last attempt, by class.
+    pub failures_by_class: Vec<(ErrorClass, u64)>,
+    /// The latest failed attempt's class and age.
+    pub last_error: Option<(ErrorClass, Duration)>,
+    /// Tokens left in the retry budget.
+    pub retry_budget: f64,
+}
 
 /// The checkpoint store.
 #[derive(Debug)]
@@ -56,8 +74,8 @@ impl Store {
                 statement_timeout: config.statement_timeout,
                 idle_in_transaction_timeout: config.idle_in_transaction_timeout,
             },
-            acquire_timeout: config.acquire_timeout,
             database_up,
+            stats: stats::CallStats::default(),
         };
         Self { runner, list_page_size: config.list_page_size.max(1), default_deadline: config.default_deadline }
     }
@@ -67,9 +85,17 @@ impl Store {
         &self.runner.pool
     }
 
-    /// Tokens left in the shared retry budget.
-    pub fn retry_budget(&self) -> f64 {
-        self.runner.budget.tokens()
+    /// A snapshot of pool, retries and monitor state. Never touches the database.
+    pub fn diagnostics(&self) -> Diagnostics {
+        let stats = &self.runner.stats;
+        Diagnostics {
+            database_reachable: *self.runner.database_up.borrow(),
+            pool: self.runner.pool.status(),
+            retries_by_class: stats.retries(),
+            failures_by_class: stats.failures(),
+            last_error: stats.last_error(),
+            retry_budget: self.runner.budget.tokens(),
+        }
     }
 
     /// Saves a checkpoint and returns where it was stored.

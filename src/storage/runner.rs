@@ -18,6 +18,10 @@ use crate::retry::{Decision, ErrorClass, Failure, Phase, RetryBudget, RetryPolic
 use crate::storage::StorageError;
 use crate::storage::ops::{Access, Operation};
 use crate::storage::pool::{CheckoutError, Pool};
+use crate::storage::stats::CallStats;
+
+/// How long a call waits for a connection while the database is known to be down.
+const OUTAGE_CHECKOUT_WAIT: Duration = Duration::from_millis(250);
 
 /// Session limits applied to every transaction with `SET LOCAL` (works through PgBouncer).
 #[derive(Debug, Clone, Copy)]
@@ -33,8 +37,8 @@ pub(crate) struct Runner {
     pub(crate) policy: RetryPolicy,
     pub(crate) budget: RetryBudget,
     pub(crate) limits: TransactionLimits,
-    pub(crate) acquire_timeout: Duration,
     pub(crate) database_up: watch::Receiver<bool>,
+    pub(crate) stats: CallStats,
 }
 
 /// One failed attempt, classified.
@@ -63,7 +67,9 @@ impl Runner {
             span.record("error.type", failure.class.as_str());
             self.pool.record_attempt(Some(failure.class));
             let decision = self.decide(&failure, attempt, deadline);
-            span.record("db.retry", matches!(decision, Decision::Retry(_)));
+            let retrying = matches!(decision, Decision::Retry(_));
+            span.record("db.retry", retrying);
+            self.stats.record(failure.class, retrying);
             match decision {
                 Decision::Retry(delay) => {
                     tracing::info!(operation = op.name(), attempt, error_class = %failure.class, error = %failure.detail, ?delay, "retrying database operation");
@@ -82,6 +88,13 @@ impl Runner {
         }
     }
 
+    /// The longest wait for a pooled connection: shortened while the monitor knows the database
+    /// is down, so calls fail fast instead of queueing behind an outage.
+    fn checkout_wait(&self) -> Duration {
+        let acquire = self.pool.acquire_timeout();
+        if *self.database_up.borrow() { acquire } else { acquire.min(OUTAGE_CHECKOUT_WAIT) }
+    }
+
     fn decide(&self, failure: &AttemptFailure, attempt: u32, deadline: Instant) -> Decision {
         // While the monitor knows the database is down, a failed checkout fails the call at once
         // instead of queueing more waits behind an outage.
@@ -94,7 +107,7 @@ impl Runner {
 
     async fn attempt<O: Operation>(&self, op: &O, deadline: Instant) -> Result<O::Output, AttemptFailure> {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let wait = remaining.min(self.acquire_timeout);
+        let wait = remaining.min(self.checkout_wait());
         let checkout = self
             .pool
             .get(wait)

@@ -115,7 +115,6 @@ pub fn test_config(database_url: &str) -> Config {
             retry_budget_ratio: 0.1,
             statement_timeout: database.statement_timeout,
             idle_in_transaction_timeout: database.idle_in_transaction_timeout,
-            acquire_timeout: Duration::from_secs(5),
             list_page_size: 7,
             default_deadline: Duration::from_secs(20),
         },

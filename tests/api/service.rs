@@ -93,7 +93,7 @@ async fn shutdown_reports_not_serving_and_lets_in_flight_calls_finish() {
 async fn the_service_starts_while_the_database_is_unreachable_and_reports_not_serving() {
     let db = TestDb::create().await;
     let mut config = test_config("postgresql://postgres@127.0.0.1:1/nowhere");
-    config.storage.acquire_timeout = Duration::from_millis(300);
+    config.pool.acquire_timeout = Duration::from_millis(300);
     let mut app = start(config, db).await;
     eventually(Duration::from_secs(10), "the process to serve its health service", || async move {
         health_status(app.addr, "").await == Some(ServingStatus::Serving)

@@ -89,8 +89,10 @@ class Server:
             )
             if self._wait_ready(timeout):
                 return self
-            self.stop()
-        raise RuntimeError(f"checkpointd did not become SERVING; log:\n{self.read_log()}")
+            self._terminate()
+        log = self.read_log()
+        self.stop()
+        raise RuntimeError(f"checkpointd did not become SERVING; log:\n{log}")
 
     def _wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -107,6 +109,12 @@ class Server:
         return False
 
     def stop(self) -> None:
+        """Stop the server (SIGTERM, then wait) and remove its log file."""
+        self._terminate()
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
+
+    def _terminate(self) -> None:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
@@ -135,7 +143,7 @@ def truncate_tables(url: str) -> None:
         conn.execute("TRUNCATE checkpoints, checkpoint_blobs, checkpoint_writes")
 
 
-def dump_tables(url: str) -> dict[str, list[tuple]]:
+def dump_tables(url: str | psycopg.Connection) -> dict[str, list[tuple]]:
     """Every row of the three LangGraph tables, in a canonical order (for row-level comparison)."""
     queries = {
         "checkpoints": (
@@ -153,8 +161,7 @@ def dump_tables(url: str) -> dict[str, list[tuple]]:
             'checkpoint_id COLLATE "C", task_id COLLATE "C", idx'
         ),
     }
-    out = {}
+    if isinstance(url, psycopg.Connection):
+        return {table: [tuple(r) for r in url.execute(sql).fetchall()] for table, sql in queries.items()}
     with psycopg.connect(url, autocommit=True) as conn:
-        for table, sql in queries.items():
-            out[table] = [tuple(r) for r in conn.execute(sql).fetchall()]
-    return out
+        return dump_tables(conn)

@@ -10,7 +10,7 @@ mod counters;
 mod manager;
 mod tls;
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,12 +49,18 @@ pub struct PoolStatus {
     pub idle: u32,
     /// Callers waiting for a connection.
     pub waiting: u64,
-    /// Checkouts that had to wait, in the current generation.
+    /// Checkouts that found no idle connection, since start.
     pub waited: u64,
-    /// Checkouts that timed out, in the current generation.
+    /// Checkouts that timed out, since start.
     pub timed_out: u64,
     /// Times the pool was rebuilt.
     pub recreations: u64,
+    /// Connections opened since start.
+    pub connections_created: u64,
+    /// Failed connection attempts since start.
+    pub connect_failures: u64,
+    /// Connections closed since start, by cause.
+    pub connections_closed: Vec<(CloseCause, u64)>,
 }
 
 /// The pool handle shared by the whole service.
@@ -66,6 +72,25 @@ pub struct Pool {
     counters: Arc<PoolCounters>,
     consecutive_path_failures: AtomicU32,
     last_recreation: Mutex<Option<Instant>>,
+    checkouts: CheckoutCounters,
+}
+
+/// Checkouts counted here rather than by bb8, whose statistics miss a wait that the caller's own
+/// deadline ends.
+#[derive(Debug, Default)]
+struct CheckoutCounters {
+    waiting: AtomicU64,
+    waited: AtomicU64,
+    timed_out: AtomicU64,
+}
+
+/// Decrements the waiting count however the checkout ends, including by cancellation.
+struct Waiting<'a>(&'a AtomicU64);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The pool could not be set up (bad TLS files, impossible settings).
@@ -89,16 +114,30 @@ impl Pool {
             counters,
             consecutive_path_failures: AtomicU32::new(0),
             last_recreation: Mutex::new(None),
+            checkouts: CheckoutCounters::default(),
         })
+    }
+
+    /// The longest a checkout waits, unless the caller's deadline is sooner.
+    pub fn acquire_timeout(&self) -> Duration {
+        self.config.acquire_timeout
     }
 
     /// Checks a connection out, waiting at most `wait`.
     pub async fn get(&self, wait: Duration) -> Result<PooledConn, CheckoutError> {
         let pool = self.current.load_full();
+        if pool.state().idle_connections == 0 {
+            self.checkouts.waited.fetch_add(1, Ordering::Relaxed);
+        }
+        self.checkouts.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&self.checkouts.waiting);
         match tokio::time::timeout(wait, pool.get_owned()).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(RunError::User(e))) => Err(CheckoutError::Unreachable(e.class())),
-            Ok(Err(RunError::TimedOut)) | Err(_) => Err(self.explain_timeout(&pool)),
+            Ok(Err(RunError::TimedOut)) | Err(_) => {
+                self.checkouts.timed_out.fetch_add(1, Ordering::Relaxed);
+                Err(self.explain_timeout(&pool))
+            }
         }
     }
 
@@ -167,10 +206,13 @@ impl Pool {
             max_size: self.config.max_size,
             connections: state.connections,
             idle: state.idle_connections,
-            waiting: state.statistics.pending_gets(),
-            waited: state.statistics.get_waited,
-            timed_out: state.statistics.get_timed_out,
+            waiting: self.checkouts.waiting.load(Ordering::Relaxed),
+            waited: self.checkouts.waited.load(Ordering::Relaxed),
+            timed_out: self.checkouts.timed_out.load(Ordering::Relaxed),
             recreations: self.counters.recreations(),
+            connections_created: self.counters.connections_created(),
+            connect_failures: self.counters.connect_failures(),
+            connections_closed: CloseCause::ALL.iter().map(|c| (*c, self.counters.connections_closed(*c))).collect(),
         }
     }
 

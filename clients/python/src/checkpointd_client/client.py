@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -115,9 +114,9 @@ class _State:
     sync_channel: grpc.Channel | None = None
     sync_stub: pb_grpc.CheckpointServiceStub | None = None
     sync_health: Any = None
-    aio: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AioEntry]" = field(
-        default_factory=weakref.WeakKeyDictionary
-    )
+    # One grpc.aio channel per event loop. Plain (strong) keys: not every loop type supports weak
+    # references (uvloop's does not); entries of closed loops are dropped when a channel is added.
+    aio: dict[asyncio.AbstractEventLoop, _AioEntry] = field(default_factory=dict)
     closed: bool = False
 
 

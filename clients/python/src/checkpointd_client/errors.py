@@ -58,7 +58,7 @@ class CheckpointdError(Exception):
         self.retryable = self.retryable_default if retryable is None else retryable
         self.retry_after = retry_after
         code_name = code.name if code is not None else "UNKNOWN"
-        advice = "safe to retry" if self.retryable else "not safe to retry as is"
+        advice = "safe to retry" if self.retryable else "retrying the same call will not help"
         if retry_after is not None:
             advice += f" after {retry_after:.3f}s"
         super().__init__(f"checkpointd {method} failed: {code_name}: {details} ({advice})")

@@ -25,10 +25,11 @@ import asyncio
 import json
 import math
 import random
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+import grpc
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -37,6 +38,8 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
+    DeltaChannelHistory,
+    PendingWrite,
     get_checkpoint_id,
     get_serializable_checkpoint_metadata,
     writes_sort_key,
@@ -46,7 +49,7 @@ from langgraph.checkpoint.serde.types import TASKS, _DeltaSnapshot
 
 from checkpointd_client.client import CheckpointdClient
 from checkpointd_client.client import pb
-from checkpointd_client.errors import FailedPreconditionError
+from checkpointd_client.errors import FailedPreconditionError, InvalidArgumentError
 
 __all__ = ["GrpcCheckpointSaver"]
 
@@ -109,6 +112,25 @@ def _version_text(version: Any) -> str:
     if isinstance(version, float):
         return _pg_float_text(version)
     return str(version)
+
+
+def _text(value: Any) -> str | None:
+    """An id as text. The Postgres saver passes ids to TEXT columns as query parameters, so
+    PostgreSQL's cast turns e.g. an int thread id into "1" when writing (reads with a non-text id
+    fail there with "operator does not exist: text = smallint"; here they just work)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _required(method: str, field: str, value: Any) -> str:
+    """A NOT NULL column: the Postgres saver fails with NotNullViolation, and so does this one."""
+    text = _text(value)
+    if text is None:
+        raise InvalidArgumentError(method, grpc.StatusCode.INVALID_ARGUMENT, f"{field} must not be None (nothing was written)")
+    return text
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -254,49 +276,65 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
         blobs: list[pb.ChannelBlob],
     ) -> pb.PutRequest:
         req = pb.PutRequest(
-            thread_id=thread_id,
-            checkpoint_ns=checkpoint_ns,
-            checkpoint_id=copy["id"],
+            thread_id=_required("Put", "thread_id", thread_id),
+            checkpoint_ns=_required("Put", "checkpoint_ns", checkpoint_ns),
+            checkpoint_id=_required("Put", "checkpoint id", copy["id"]),
             checkpoint_json=_json_bytes(copy),
             metadata_json=_json_bytes(get_serializable_checkpoint_metadata(config, metadata)),
             blobs=blobs,
         )
         if parent_id is not None:
-            req.parent_checkpoint_id = parent_id
+            req.parent_checkpoint_id = _text(parent_id)
         return req
 
     def _dump_writes(self, writes: Sequence[tuple[str, Any]]) -> list[pb.PutWritesRequest.Write]:
         out = []
         for _idx, (channel, value) in enumerate(writes):
             type_, data = self.serde.dumps_typed(value)
-            out.append(pb.PutWritesRequest.Write(channel=channel, value=_typed_value(type_, data)))
+            out.append(
+                pb.PutWritesRequest.Write(
+                    channel=_required("PutWrites", "channel", channel), value=_typed_value(type_, data)
+                )
+            )
         return out
 
     def _writes_request(
         self,
         config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
         task_id: str,
         task_path: str,
-    ) -> tuple[str, str, str, bool]:
-        # Same key accesses (and KeyErrors) as the Postgres saver; the server applies the
-        # upsert-vs-insert rule (`all(w[0] in WRITES_IDX_MAP for w in writes)`) and the idx map.
-        all(w[0] in WRITES_IDX_MAP for w in writes)
-        configurable = config["configurable"]
-        return (
-            configurable["thread_id"],
-            configurable["checkpoint_ns"],
-            configurable["checkpoint_id"],
-            bool(writes),
+        params: list[pb.PutWritesRequest.Write],
+    ) -> pb.PutWritesRequest | None:
+        """The request, or None for an empty batch (the Postgres saver then sends no rows).
+
+        The server applies LangGraph's rules itself: idx = WRITES_IDX_MAP.get(channel, position),
+        and upsert when every channel is special, insert-if-absent otherwise.
+        """
+        configurable = config["configurable"]  # the same KeyErrors as the Postgres saver
+        thread_id = configurable["thread_id"]
+        checkpoint_ns = configurable["checkpoint_ns"]
+        checkpoint_id = configurable["checkpoint_id"]
+        if not params:
+            return None
+        return pb.PutWritesRequest(
+            thread_id=_required("PutWrites", "thread_id", thread_id),
+            checkpoint_ns=_required("PutWrites", "checkpoint_ns", checkpoint_ns),
+            checkpoint_id=_required("PutWrites", "checkpoint_id", checkpoint_id),
+            task_id=_required("PutWrites", "task_id", task_id),
+            task_path=_required("PutWrites", "task_path", task_path),
+            writes=params,
         )
 
-    def _get_request(self, config: RunnableConfig) -> pb.GetTupleRequest:
-        thread_id = config["configurable"]["thread_id"]
+    def _get_request(self, config: RunnableConfig) -> pb.GetTupleRequest | None:
+        """The request, or None when nothing can match (a None id compares as SQL NULL)."""
+        thread_id = _text(config["configurable"]["thread_id"])
         checkpoint_id = get_checkpoint_id(config)
-        checkpoint_ns = config["configurable"].get("checkpoint_ns", "")
+        checkpoint_ns = _text(config["configurable"].get("checkpoint_ns", ""))
+        if thread_id is None or checkpoint_ns is None:
+            return None
         req = pb.GetTupleRequest(thread_id=thread_id, checkpoint_ns=checkpoint_ns)
         if checkpoint_id:
-            req.checkpoint_id = checkpoint_id
+            req.checkpoint_id = _text(checkpoint_id)
         return req
 
     def _list_request(
@@ -305,19 +343,25 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
         filter: dict[str, Any] | None,
         before: RunnableConfig | None,
         limit: int | None,
-    ) -> pb.ListRequest:
+    ) -> pb.ListRequest | None:
+        """The request, or None when nothing can match (a None thread id compares as SQL NULL)."""
         req = pb.ListRequest()
+        nothing = False
         if config:
-            req.thread_id = config["configurable"]["thread_id"]
+            thread_id = _text(config["configurable"]["thread_id"])
+            if thread_id is None:
+                nothing = True
+            else:
+                req.thread_id = thread_id
             checkpoint_ns = config["configurable"].get("checkpoint_ns")
             if checkpoint_ns is not None:
-                req.checkpoint_ns = checkpoint_ns
+                req.checkpoint_ns = _text(checkpoint_ns)
             if checkpoint_id := get_checkpoint_id(config):
-                req.checkpoint_id = checkpoint_id
+                req.checkpoint_id = _text(checkpoint_id)
         if filter:
             req.filter_json = _json_bytes(filter)
         if before is not None:
-            before_id = get_checkpoint_id(before)
+            before_id = _text(get_checkpoint_id(before))
             req.before.SetInParent()
             if before_id is not None:
                 req.before.checkpoint_id = before_id
@@ -326,7 +370,7 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
             if n < 0:
                 raise ValueError("LIMIT must not be negative")
             req.limit = min(n, _UINT32_MAX)
-        return req
+        return None if nothing else req
 
     def _prune_request(self, thread_ids: Sequence[str], strategy: str) -> pb.PruneRequest | None:
         if isinstance(thread_ids, str):
@@ -346,8 +390,11 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
 
     # --- reading
 
-    def _row(self, t: pb.CheckpointTuple) -> dict[str, Any]:
-        """The wire tuple as the Postgres saver's row (before `_load_checkpoint_tuple`)."""
+    def _row(self, t: pb.CheckpointTuple, fold_sends: bool = True) -> dict[str, Any]:
+        """The wire tuple as the Postgres saver's row (before `_load_checkpoint_tuple`).
+
+        ``fold_sends=False`` skips the legacy pending-sends fold (see ``_list_rows``).
+        """
         value: dict[str, Any] = {
             "thread_id": t.config.thread_id,
             "checkpoint_ns": t.config.checkpoint_ns,
@@ -368,7 +415,7 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
             or None,
         }
         # migrate pending sends if necessary (legacy checkpoints, v < 4, with a parent)
-        if value["checkpoint"]["v"] < 4 and value["parent_checkpoint_id"] and len(t.pending_sends):
+        if fold_sends and value["checkpoint"]["v"] < 4 and value["parent_checkpoint_id"] and len(t.pending_sends):
             if value["channel_values"] is None:
                 value["channel_values"] = []
             self._migrate_pending_sends(
@@ -443,19 +490,136 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
             pending_writes,
         )
 
-    def _load_tuple(self, t: pb.CheckpointTuple) -> CheckpointTuple:
-        value = self._row(t)
+    def _load_tuple(self, t: pb.CheckpointTuple, fold_sends: bool = True) -> CheckpointTuple:
+        value = self._row(t, fold_sends)
         return self._make_tuple(value, self._load_writes(value["pending_writes"]))
 
-    async def _aload_tuple(self, t: pb.CheckpointTuple) -> CheckpointTuple:
-        value = self._row(t)
+    async def _aload_tuple(self, t: pb.CheckpointTuple, fold_sends: bool = True) -> CheckpointTuple:
+        value = self._row(t, fold_sends)
         writes = await asyncio.to_thread(self._load_writes, value["pending_writes"])
         return self._make_tuple(value, writes)
+
+    @staticmethod
+    def _fold_in_list(first_thread: list[str], t: pb.CheckpointTuple) -> bool:
+        """Whether ``list`` folds this row's legacy pending sends.
+
+        The Postgres saver's ``list`` reads pending sends with one query for the thread of the
+        *first* row (``values[0]["thread_id"]``), so when a listing spans threads (``config=None``)
+        only rows of that thread get their sends folded. Reproduced for identical results.
+        """
+        if not first_thread:
+            first_thread.append(t.config.thread_id)
+        return t.config.thread_id == first_thread[0]
+
+    # --- get_delta_channel_history (the Postgres saver's semantics, over GetTuple)
+
+    def _delta_history(
+        self, config: RunnableConfig, channels: Sequence[str]
+    ) -> Generator[pb.GetTupleRequest, pb.CheckpointTuple | None, dict[str, DeltaChannelHistory]]:
+        """Sans-IO walk shared by the sync and async methods: yields GetTuple requests, is sent the
+        tuples (None when missing), returns the histories.
+
+        Mirrors ``PostgresSaver.get_delta_channel_history`` rather than the base class default,
+        because the two differ at the edges: only ancestors whose id is not greater than the
+        target's are part of the chain; a walk stops at an ancestor with a non-"empty" blob or an
+        inline value that is not None (JSON null does not stop it); the seed is taken only when
+        the channel has a version at that ancestor.
+        """
+        channels = list(channels)
+        thread_id = _text(config["configurable"]["thread_id"])
+        checkpoint_ns = _text(config["configurable"].get("checkpoint_ns", ""))
+        checkpoint_id = get_checkpoint_id(config)
+        empty: dict[str, DeltaChannelHistory] = {ch: {"writes": []} for ch in channels}
+        if thread_id is None or checkpoint_ns is None:
+            return empty
+        request = pb.GetTupleRequest(thread_id=thread_id, checkpoint_ns=checkpoint_ns)
+        if checkpoint_id:
+            request.checkpoint_id = _text(checkpoint_id)
+        target = yield request
+        if target is None:
+            return empty
+        target_id = target.config.checkpoint_id
+
+        chain_writes: dict[str, list[tuple[str, str, str, bytes, str, int]]] = {ch: [] for ch in channels}
+        seeds: dict[str, Any] = {}
+        remaining = list(channels)
+        cursor = target.parent_config.checkpoint_id if target.HasField("parent_config") else ""
+        while cursor and remaining and cursor <= target_id:
+            row = yield pb.GetTupleRequest(thread_id=thread_id, checkpoint_ns=checkpoint_ns, checkpoint_id=cursor)
+            if row is None:
+                break
+            document = json.loads(row.checkpoint_json)
+            inline_values = document.get("channel_values") or {}
+            versions = document.get("channel_versions") or {}
+            blobs = {b.channel: b.value for b in row.channel_values}
+            # newest first within the checkpoint; the whole list is reversed at the end
+            writes = sorted(
+                row.pending_writes, key=lambda w: writes_sort_key(w.task_path, w.task_id, w.idx), reverse=True
+            )
+            for ch in list(remaining):
+                chain_writes[ch].extend(
+                    (w.task_id, ch, w.value.type, w.value.data) for w in writes if w.channel == ch
+                )
+                blob = blobs.get(ch)
+                has_blob = blob is not None and blob.type != "empty"
+                inline = inline_values.get(ch)
+                if has_blob or inline is not None:
+                    remaining.remove(ch)
+                    if versions.get(ch) is not None:
+                        if has_blob:
+                            seeds[ch] = self.serde.loads_typed((blob.type, blob.data))
+                        elif blob is None:
+                            seeds[ch] = inline
+            cursor = row.parent_config.checkpoint_id if row.HasField("parent_config") else ""
+
+        result: dict[str, DeltaChannelHistory] = {}
+        for ch in channels:
+            collected: list[PendingWrite] = [
+                (task_id, channel, self.serde.loads_typed((type_, data)))
+                for task_id, channel, type_, data in chain_writes[ch]
+            ]
+            collected.reverse()
+            entry: DeltaChannelHistory = {"writes": collected}
+            if ch in seeds:
+                entry["seed"] = seeds[ch]
+            result[ch] = entry
+        return result
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        if not channels:
+            return {}
+        steps = self._delta_history(config, channels)
+        try:
+            request = next(steps)
+            while True:
+                resp = self.client.get_tuple(request)
+                request = steps.send(resp.tuple if resp.HasField("tuple") else None)
+        except StopIteration as done:
+            return done.value
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        if not channels:
+            return {}
+        steps = self._delta_history(config, channels)
+        try:
+            request = next(steps)
+            while True:
+                resp = await self.client.aget_tuple(request)
+                request = steps.send(resp.tuple if resp.HasField("tuple") else None)
+        except StopIteration as done:
+            return done.value
 
     # ------------------------------------------------------------------ sync API
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        resp = self.client.get_tuple(self._get_request(config))
+        req = self._get_request(config)
+        if req is None:
+            return None
+        resp = self.client.get_tuple(req)
         if not resp.HasField("tuple"):
             return None
         return self._load_tuple(resp.tuple)
@@ -469,8 +633,11 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
         req = self._list_request(config, filter, before, limit)
+        if req is None:
+            return
+        first_thread: list[str] = []
         for message in self.client.list(req):
-            yield self._load_tuple(message.tuple)
+            yield self._load_tuple(message.tuple, self._fold_in_list(first_thread, message.tuple))
 
     def put(
         self,
@@ -493,20 +660,11 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        thread_id, ns, checkpoint_id, any_writes = self._writes_request(config, writes, task_id, task_path)
+        all(w[0] in WRITES_IDX_MAP for w in writes)  # as the Postgres saver: each write is a pair
         params = self._dump_writes(writes)
-        if not any_writes:
-            return
-        self.client.put_writes(
-            pb.PutWritesRequest(
-                thread_id=thread_id,
-                checkpoint_ns=ns,
-                checkpoint_id=checkpoint_id,
-                task_id=task_id,
-                task_path=task_path,
-                writes=params,
-            )
-        )
+        req = self._writes_request(config, task_id, task_path, params)
+        if req is not None:
+            self.client.put_writes(req)
 
     def delete_thread(self, thread_id: str) -> None:
         self.client.delete_thread(pb.DeleteThreadRequest(thread_id=str(thread_id)))
@@ -533,7 +691,10 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
     # ------------------------------------------------------------------ async API
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        resp = await self.client.aget_tuple(self._get_request(config))
+        req = self._get_request(config)
+        if req is None:
+            return None
+        resp = await self.client.aget_tuple(req)
         if not resp.HasField("tuple"):
             return None
         return await self._aload_tuple(resp.tuple)
@@ -547,10 +708,13 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         req = self._list_request(config, filter, before, limit)
+        if req is None:
+            return
         stream = self.client.alist(req)
         try:
+            first_thread: list[str] = []
             async for message in stream:
-                yield await self._aload_tuple(message.tuple)
+                yield await self._aload_tuple(message.tuple, self._fold_in_list(first_thread, message.tuple))
         finally:
             await stream.aclose()
 
@@ -575,20 +739,11 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        thread_id, ns, checkpoint_id, any_writes = self._writes_request(config, writes, task_id, task_path)
+        all(w[0] in WRITES_IDX_MAP for w in writes)  # as the Postgres saver: each write is a pair
         params = await asyncio.to_thread(self._dump_writes, writes)
-        if not any_writes:
-            return
-        await self.client.aput_writes(
-            pb.PutWritesRequest(
-                thread_id=thread_id,
-                checkpoint_ns=ns,
-                checkpoint_id=checkpoint_id,
-                task_id=task_id,
-                task_path=task_path,
-                writes=params,
-            )
-        )
+        req = self._writes_request(config, task_id, task_path, params)
+        if req is not None:
+            await self.client.aput_writes(req)
 
     async def adelete_thread(self, thread_id: str) -> None:
         await self.client.adelete_thread(pb.DeleteThreadRequest(thread_id=str(thread_id)))

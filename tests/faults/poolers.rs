@@ -1,0 +1,44 @@
+//! PgBouncer 1.18 in transaction mode between checkpointd and PostgreSQL: named prepared
+//! statements would break across transactions, session settings would leak, and a backend dying
+//! behind the pooler arrives as `server conn crashed?`.
+
+use crate::support::cluster::{Db, DbOptions};
+use crate::support::load::{self, LoadOptions};
+use crate::support::pgbouncer::PgBouncer;
+use crate::support::serial;
+use crate::support::service::{Service, fault_config};
+use crate::{MARGIN, progress, report};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbouncer_transaction_mode_serves_every_call_and_survives_backend_deaths() {
+    let _serial = serial().await;
+    let db = Db::start(DbOptions::default());
+    let bouncer = tokio::task::block_in_place(|| PgBouncer::start(&db));
+    let url = format!(
+        "postgresql://app:{}@127.0.0.1:{}/ckpt?sslmode=disable&prepare_threshold=none",
+        db.password, bouncer.port
+    );
+    let config = fault_config(&url);
+    assert!(!config.database.statement_cache, "prepare_threshold=none turns the statement cache off");
+    let service = Service::start_serving(config).await;
+    let running = load::start(service.addr, LoadOptions::standard()).await;
+    progress(&running, 300, "load through PgBouncer").await;
+    let clean = running.calls.snapshot();
+    assert_eq!(
+        clean.errors, 0,
+        "no prepared-statement or session errors through PgBouncer: {:?} {:?}",
+        clean.codes, clean.messages
+    );
+    for _ in 0..4 {
+        tokio::task::block_in_place(|| db.terminate("state <> 'idle'"));
+        progress(&running, 40, "load between backend deaths").await;
+    }
+    let result = running.finish().await;
+    let verdict = result.verify(service.addr, &db).await;
+    verdict.assert_nothing_lost(result.options.deadline, MARGIN);
+    let internal = result.calls.codes.get("Internal").copied().unwrap_or(0);
+    assert_eq!(internal, 0, "backend deaths are retried, never internal errors: {:?}", result.calls.messages);
+    report("pgbouncer_transaction_mode", &result, &verdict, None);
+    service.stop().await;
+    drop(bouncer);
+}
