@@ -21,6 +21,7 @@ use crate::domain::Validator;
 use crate::grpc::{self, CHECKPOINT_SERVICE_NAME, CheckpointGrpc};
 use crate::storage::pool::PoolSetupError;
 use crate::storage::{Pool, Store, migrations, monitor};
+use crate::telemetry;
 
 /// The service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,8 @@ pub enum ServeError {
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    prometheus: Option<prometheus::Registry>,
     config: Config,
     store: Arc<Store>,
     database_up: watch::Receiver<bool>,
@@ -63,8 +66,25 @@ impl Application {
         let store = Arc::new(Store::new(pool, &config.storage, database_up.clone()));
         let listen = config.server.listen;
         let listener = TcpListener::bind(listen).await.map_err(|e| StartError::Bind(listen, e))?;
+        let metrics_listener = match config.server.metrics_listen {
+            Some(address) => Some(TcpListener::bind(address).await.map_err(|e| StartError::Bind(address, e))?),
+            None => None,
+        };
+        telemetry::observe_store(store.clone());
         tracing::info!(database = %store.pool().describe(), "database configured");
-        Ok(Self { listener, config, store, database_up, background })
+        Ok(Self { listener, metrics_listener, prometheus: None, config, store, database_up, background })
+    }
+
+    /// Serves `registry` on the metrics listener (the registry the telemetry's Prometheus
+    /// reader fills).
+    pub fn with_prometheus(mut self, registry: Option<prometheus::Registry>) -> Self {
+        self.prometheus = registry;
+        self
+    }
+
+    /// The address of the Prometheus endpoint, when one is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The address actually bound.
@@ -79,7 +99,7 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then drains for at most the grace period.
     pub async fn run_until_stopped(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let server = &self.config.server;
@@ -94,6 +114,10 @@ impl Application {
             stop: self.background.clone(),
         };
         tokio::spawn(readiness.follow());
+        if let Some(listener) = self.metrics_listener.take() {
+            let registry = self.prometheus.clone().unwrap_or_default();
+            tokio::spawn(telemetry::prometheus::serve(listener, registry, self.background.clone()));
+        }
         let draining = Arc::new(Notify::new());
         let signal = stop_serving(shutdown, reporter, server.shutdown_delay, self.background.clone(), draining.clone());
         tracing::info!(address = %self.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "serving gRPC");

@@ -106,3 +106,44 @@ async fn dev_starts_a_private_database_serves_and_stops_everything_on_interrupt(
         .expect("data dir printed");
     assert!(!std::path::Path::new(&data_dir).exists(), "the throwaway data directory {data_dir} was removed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_log_lines_inside_a_call_carry_the_callers_trace_id() {
+    let port = checkpointd::devdb::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(BIN)
+        .args(["serve", "--listen", &listen, "--pool-acquire-timeout", "200ms"])
+        .env("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/nowhere")
+        .env("CHECKPOINTD_LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start checkpointd serve");
+    let addr = listen.parse().expect("address");
+    eventually(
+        Duration::from_secs(20),
+        "the server to answer",
+        || async move { health_status(addr, "").await.is_some() },
+    )
+    .await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut request =
+        tonic::Request::new(checkpointd::grpc::pb::GetTupleRequest { thread_id: "t".into(), ..Default::default() });
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    request.metadata_mut().insert("traceparent", traceparent.parse().expect("header"));
+    let mut client =
+        checkpointd::grpc::pb::checkpoint_service_client::CheckpointServiceClient::new(channel(addr).await);
+    assert_eq!(client.get_tuple(request).await.expect_err("no database").code(), tonic::Code::Unavailable);
+
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("send SIGTERM");
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let failure = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["fields"]["message"] == "call failed")
+        .unwrap_or_else(|| panic!("no 'call failed' line in:\n{stdout}"));
+    assert_eq!(failure["span"]["trace_id"], trace_id, "{failure}");
+    assert_eq!(failure["span"]["rpc.method"], "GetTuple", "{failure}");
+}

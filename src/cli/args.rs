@@ -110,6 +110,9 @@ pub struct ServerArgs {
     /// Address to listen on.
     #[arg(long, env = "CHECKPOINTD_LISTEN", default_value = "0.0.0.0:50051")]
     pub listen: SocketAddr,
+    /// Serve Prometheus metrics at http://<address>/metrics (off when unset).
+    #[arg(long, env = "CHECKPOINTD_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Largest request or response message (bytes, or with KiB/MiB/GiB).
     #[arg(long, env = "CHECKPOINTD_MAX_MESSAGE_SIZE", default_value = "64MiB", value_parser = byte_size)]
     pub max_message_size: usize,
@@ -353,6 +356,7 @@ impl ServeArgs {
             },
             server: ServerConfig {
                 listen: self.server.listen,
+                metrics_listen: self.server.metrics_listen,
                 max_message_bytes: self.server.max_message_size,
                 default_deadline: self.server.default_deadline,
                 shutdown_delay: self.server.shutdown_delay,

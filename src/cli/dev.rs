@@ -6,7 +6,7 @@ use crate::config::{DatabaseFlags, Secret, SslMode, resolve_database};
 use crate::devdb::{ClusterOptions, LocalCluster};
 
 /// Starts PostgreSQL, serves until Ctrl-C, then stops both.
-pub async fn run(args: DevArgs) -> Result<(), AnyError> {
+pub async fn run(args: DevArgs, prometheus: Option<prometheus::Registry>) -> Result<(), AnyError> {
     let options = ClusterOptions { data_dir: args.data_dir.clone(), port: args.pg_port, ..Default::default() };
     let cluster = tokio::task::spawn_blocking(move || LocalCluster::start(options)).await??;
     let url = cluster.url("postgres");
@@ -15,7 +15,7 @@ pub async fn run(args: DevArgs) -> Result<(), AnyError> {
     let database = resolve_database(&flags, &|_| None)?;
     let mut config = args.serve.config_for(database);
     config.migrate_on_start = true;
-    let app = Application::build(config).await?;
+    let app = Application::build(config).await?.with_prometheus(prometheus);
     let address = app.local_addr()?;
     println!("checkpointd dev is running.");
     println!("  PostgreSQL: {url} (data in {})", cluster.data_dir().display());

@@ -18,14 +18,11 @@ pub use status::render as render_status;
 use crate::app::Application;
 use crate::config::PoolConfig;
 use crate::storage::{Pool, migrations};
+use crate::telemetry::TelemetryConfig;
 
 /// Runs the command line; the exit code says how it went.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = crate::telemetry::init(&cli.log.config()) {
-        eprintln!("cannot set up logging: {e}");
-        return ExitCode::FAILURE;
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -33,16 +30,41 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cli.command))
+    runtime.block_on(async move {
+        let telemetry = match crate::telemetry::init(&telemetry_config(&cli)) {
+            Ok(telemetry) => telemetry,
+            Err(e) => {
+                eprintln!("cannot set up telemetry: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let code = run(cli.command, telemetry.prometheus_registry()).await;
+        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+        code
+    })
 }
 
-async fn run(command: Command) -> ExitCode {
+/// Servers export traces and metrics; one-shot commands only log.
+fn telemetry_config(cli: &Cli) -> TelemetryConfig {
+    let server = match &cli.command {
+        Command::Serve(args) => Some(&args.server),
+        Command::Dev(args) => Some(&args.serve.server),
+        _ => None,
+    };
+    TelemetryConfig {
+        log: cli.log.config(),
+        otlp: server.is_some(),
+        prometheus: server.is_some_and(|s| s.metrics_listen.is_some()),
+    }
+}
+
+async fn run(command: Command, prometheus: Option<prometheus::Registry>) -> ExitCode {
     let outcome = match command {
-        Command::Serve(args) => serve(*args).await,
+        Command::Serve(args) => serve(*args, prometheus).await,
         Command::Migrate(args) => migrate(*args).await,
         Command::Health(args) => return health::check(&args).await,
         Command::Status(args) => return status::show(&args).await,
-        Command::Dev(args) => dev::run(*args).await,
+        Command::Dev(args) => dev::run(*args, prometheus).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -56,8 +78,8 @@ async fn run(command: Command) -> ExitCode {
 
 pub(crate) type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
-async fn serve(args: ServeArgs) -> Result<(), AnyError> {
-    let app = Application::build(args.config()?).await?;
+async fn serve(args: ServeArgs, prometheus: Option<prometheus::Registry>) -> Result<(), AnyError> {
+    let app = Application::build(args.config()?).await?.with_prometheus(prometheus);
     app.run_until_stopped(crate::shutdown::signal()).await?;
     Ok(())
 }

@@ -76,6 +76,8 @@ pub enum LogFormat {
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Address of the Prometheus scrape endpoint (`/metrics`); none when `None`.
+    pub metrics_listen: Option<SocketAddr>,
     /// Largest request or response message, in bytes.
     pub max_message_bytes: usize,
     /// Deadline of a call that sets none.

@@ -6,11 +6,13 @@
 mod convert;
 mod deadline;
 mod diagnostics;
+mod observe;
 pub mod pb;
 mod server;
 mod service;
 mod status;
 
 pub use diagnostics::DiagnosticsGrpc;
+pub use observe::ObserveLayer;
 pub use server::{CHECKPOINT_SERVICE_NAME, ReflectionError, router};
 pub use service::CheckpointGrpc;

@@ -8,10 +8,12 @@ use tonic_health::server::HealthReporter;
 
 use crate::config::ServerConfig;
 use crate::grpc::diagnostics::DiagnosticsGrpc;
+use crate::grpc::observe::ObserveLayer;
 use crate::grpc::pb;
 use crate::grpc::pb::checkpoint_service_server::CheckpointServiceServer;
 use crate::grpc::pb::diagnostics_service_server::DiagnosticsServiceServer;
 use crate::grpc::service::CheckpointGrpc;
+use crate::telemetry::RpcMetrics;
 
 /// The health-check name of the checkpoint service (`checkpoint.v1.CheckpointService`).
 pub const CHECKPOINT_SERVICE_NAME: &str =
@@ -28,7 +30,10 @@ pub async fn router(
     service: CheckpointGrpc,
     diagnostics: DiagnosticsGrpc,
     config: &ServerConfig,
-) -> Result<(Router, HealthReporter), ReflectionError> {
+) -> Result<
+    (Router<tower::layer::util::Stack<ObserveLayer, tower::layer::util::Identity>>, HealthReporter),
+    ReflectionError,
+> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_not_serving::<CheckpointServiceServer<CheckpointGrpc>>().await;
     let checkpoints = CheckpointServiceServer::new(service)
@@ -49,6 +54,7 @@ pub async fn router(
         (None, None)
     };
     let router = Server::builder()
+        .layer(ObserveLayer::new(RpcMetrics::new()))
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))

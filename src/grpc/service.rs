@@ -30,11 +30,21 @@ impl CheckpointGrpc {
 
 type ListStream = Pin<Box<dyn Stream<Item = Result<pb::ListResponse, Status>> + Send + 'static>>;
 
+/// Names the thread and namespace on the call's span (never values or metadata contents).
+fn record_scope(thread_id: &str, checkpoint_ns: Option<&str>) {
+    let span = tracing::Span::current();
+    span.record("checkpointd.thread_id", thread_id);
+    if let Some(ns) = checkpoint_ns {
+        span.record("checkpointd.checkpoint_ns", ns);
+    }
+}
+
 #[tonic::async_trait]
 impl CheckpointService for CheckpointGrpc {
     async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         let deadline = unary_deadline(request.metadata(), self.default_deadline);
         let put = self.convert.put(request.into_inner())?;
+        record_scope(&put.thread_id, Some(&put.checkpoint_ns));
         let stored = self.store.put(&put, deadline).await?;
         Ok(Response::new(pb::PutResponse { config: Some(stored.into()) }))
     }
@@ -45,6 +55,7 @@ impl CheckpointService for CheckpointGrpc {
     ) -> Result<Response<pb::PutWritesResponse>, Status> {
         let deadline = unary_deadline(request.metadata(), self.default_deadline);
         let writes = self.convert.put_writes(request.into_inner())?;
+        record_scope(&writes.thread_id, Some(&writes.checkpoint_ns));
         self.store.put_writes(&writes, deadline).await?;
         Ok(Response::new(pb::PutWritesResponse {}))
     }
@@ -52,6 +63,7 @@ impl CheckpointService for CheckpointGrpc {
     async fn get_tuple(&self, request: Request<pb::GetTupleRequest>) -> Result<Response<pb::GetTupleResponse>, Status> {
         let deadline = unary_deadline(request.metadata(), self.default_deadline);
         let get = self.convert.get_tuple(request.into_inner())?;
+        record_scope(&get.thread_id, Some(&get.checkpoint_ns));
         let tuple = self.store.get_tuple(&get, deadline).await?;
         Ok(Response::new(pb::GetTupleResponse { tuple: tuple.map(Into::into) }))
     }
@@ -61,6 +73,9 @@ impl CheckpointService for CheckpointGrpc {
     async fn list(&self, request: Request<pb::ListRequest>) -> Result<Response<ListStream>, Status> {
         let deadline = client_deadline(request.metadata());
         let query = self.convert.list(request.into_inner())?;
+        if let Some(thread_id) = &query.thread_id {
+            record_scope(thread_id, query.checkpoint_ns.as_deref());
+        }
         let stream = self
             .store
             .list(query, deadline)
@@ -74,6 +89,7 @@ impl CheckpointService for CheckpointGrpc {
     ) -> Result<Response<pb::DeleteThreadResponse>, Status> {
         let deadline = unary_deadline(request.metadata(), self.default_deadline);
         let thread_id = self.convert.delete_thread(request.into_inner())?;
+        record_scope(&thread_id, None);
         self.store.delete_thread(&thread_id, deadline).await?;
         Ok(Response::new(pb::DeleteThreadResponse {}))
     }
@@ -94,6 +110,7 @@ impl CheckpointService for CheckpointGrpc {
     ) -> Result<Response<pb::CopyThreadResponse>, Status> {
         let deadline = unary_deadline(request.metadata(), self.default_deadline);
         let copy = self.convert.copy_thread(request.into_inner())?;
+        record_scope(&copy.source_thread_id, None);
         self.store.copy_thread(&copy, deadline).await?;
         Ok(Response::new(pb::CopyThreadResponse {}))
     }

@@ -14,6 +14,7 @@ const PUSHBACK_MS: &str = "100";
 
 impl From<ValidationError> for Status {
     fn from(error: ValidationError) -> Self {
+        tracing::Span::current().record("error.type", "invalid_argument");
         Status::invalid_argument(error.to_string())
     }
 }
@@ -21,10 +22,14 @@ impl From<ValidationError> for Status {
 impl From<StorageError> for Status {
     fn from(error: StorageError) -> Self {
         let (operation, class, detail) = match &error {
-            StorageError::Precondition(message) => return Status::failed_precondition(message.clone()),
+            StorageError::Precondition(message) => {
+                tracing::Span::current().record("error.type", "failed_precondition");
+                return Status::failed_precondition(message.clone());
+            }
             StorageError::Database { operation, class, detail, .. } => (*operation, *class, detail),
         };
         log_failure(&error, class);
+        tracing::Span::current().record("error.type", class.as_str());
         let (code, message) = match class {
             ErrorClass::ConnectionLost
             | ErrorClass::AmbiguousCommit

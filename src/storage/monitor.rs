@@ -49,6 +49,8 @@ async fn watch_database(
         let ok = probe.run().await;
         let up = *sender.borrow();
         if let Some(next) = streak.observe(ok, up, &config) {
+            let span = tracing::info_span!("checkpointd.database_health", database_up = next);
+            let _entered = span.enter();
             if next {
                 tracing::info!(target: "checkpointd::health", "database reachable: serving");
             } else {

@@ -149,7 +149,7 @@ fn attempt_span<O: Operation>(op: &O, attempt: u32) -> tracing::Span {
         db.operation.name = op.db_operation(),
         db.collection.name = op.collection(),
         checkpointd.operation = op.name(),
-        db.attempt = attempt,
+        db.attempt = i64::from(attempt),
         error.type = field::Empty,
         db.retry = field::Empty,
     )

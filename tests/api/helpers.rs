@@ -127,6 +127,7 @@ pub fn test_config(database_url: &str) -> Config {
         },
         server: ServerConfig {
             listen: "127.0.0.1:0".parse().expect("address"),
+            metrics_listen: None,
             max_message_bytes: 8 << 20,
             default_deadline: Duration::from_secs(20),
             shutdown_delay: Duration::ZERO,
@@ -190,6 +191,11 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 pub async fn start(config: Config, db: TestDb) -> TestApp {
     LazyLock::force(&TRACING);
     let application = Application::build(config).await.expect("build application");
+    start_built(application, db).await
+}
+
+/// Runs an already built application until the test stops it.
+pub async fn start_built(application: Application, db: TestDb) -> TestApp {
     let addr = application.local_addr().expect("bound address");
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(application.run_until_stopped(async move {

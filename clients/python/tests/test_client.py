@@ -417,3 +417,18 @@ def _server_bin():
     from _harness import server_binary
 
     return server_binary()
+
+
+def test_the_callers_trace_context_travels_with_every_call(fake) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer("agent")
+    with CheckpointdClient(fake.target) as client, tracer.start_as_current_span("agent step") as span:
+        client.get_tuple(pb.GetTupleRequest(thread_id="t"))
+        context = span.get_span_context()
+    traceparent = fake.calls[-1]["metadata"]["traceparent"]
+    assert traceparent.startswith(f"00-{context.trace_id:032x}-{context.span_id:016x}-")
+    with CheckpointdClient(fake.target, propagate_trace_context=False) as client:
+        with tracer.start_as_current_span("untraced"):
+            client.get_tuple(pb.GetTupleRequest(thread_id="t"))
+    assert "traceparent" not in fake.calls[-1]["metadata"]

@@ -120,6 +120,21 @@ class _State:
     closed: bool = False
 
 
+def _trace_context_injector() -> Callable[[], tuple[tuple[str, str], ...]] | None:
+    """The current OpenTelemetry context as gRPC metadata, or None without opentelemetry-api."""
+    try:
+        from opentelemetry import propagate
+    except ImportError:
+        return None
+
+    def inject() -> tuple[tuple[str, str], ...]:
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        return tuple((k.lower(), v) for k, v in carrier.items())
+
+    return inject
+
+
 def _encode_health_request(service: str) -> bytes:
     raw = service.encode("utf-8")
     if not raw:
@@ -182,7 +197,13 @@ class CheckpointdClient:
         keepalive_timeout: seconds to wait for a ping's answer before the connection is dropped.
         wait_for_ready: queue calls while the channel is connecting instead of failing fast
             with UNAVAILABLE (the deadline still applies).
-        metadata: extra headers sent with every call (e.g. ``traceparent``).
+        metadata: extra headers sent with every call.
+        propagate_trace_context: inject the caller's OpenTelemetry context (W3C ``traceparent``,
+            ``tracestate``, ``baggage``) into every call, so checkpointd's spans join the
+            agent's trace. Needs the ``opentelemetry-api`` package (the ``otel`` extra);
+            without it nothing is sent. Turn it off when the standard
+            ``opentelemetry-instrumentation-grpc`` client instrumentation is active, which
+            injects the same headers itself.
         options: extra raw gRPC channel arguments, appended last (they win).
     """
 
@@ -207,6 +228,7 @@ class CheckpointdClient:
         wait_for_ready: bool = False,
         metadata: Sequence[tuple[str, str]] = (),
         options: Sequence[tuple[str, Any]] = (),
+        propagate_trace_context: bool = True,
     ) -> None:
         if not target:
             raise ValueError("target is required, e.g. 'checkpointd:50051'")
@@ -230,6 +252,7 @@ class CheckpointdClient:
         self._credentials = credentials
         self._token = token
         self._extra_metadata = tuple(metadata)
+        self._inject = _trace_context_injector() if propagate_trace_context else None
         opts: list[tuple[str, Any]] = [
             ("grpc.max_send_message_length", int(max_message_size)),
             ("grpc.max_receive_message_length", int(max_message_size)),
@@ -365,6 +388,8 @@ class CheckpointdClient:
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
         md = self._extra_metadata
+        if self._inject is not None:
+            md = md + self._inject()
         token = self._token
         if token is not None:
             value = token() if callable(token) else token

@@ -1,9 +1,12 @@
-//! Logging: `RUST_LOG`-style filtering, text or JSON lines, and the original deployment's
-//! `DEBUG` / `VERBOSE_SSL_LOGGING` switches mapped to levels.
+//! Log lines: `RUST_LOG`-style filtering, text or JSON, and the original deployment's `DEBUG` /
+//! `VERBOSE_SSL_LOGGING` switches mapped to levels. Lines inside a call carry its span fields,
+//! including `trace_id`.
 
+use tracing::Level;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::LogFormat;
 
@@ -33,13 +36,25 @@ pub fn filter_directive(config: &LogConfig) -> String {
     directive
 }
 
-/// Installs the global subscriber. Fails if one is already installed.
-pub fn init(config: &LogConfig) -> Result<(), tracing_subscriber::util::TryInitError> {
-    let filter = EnvFilter::try_new(filter_directive(config)).unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
+/// The formatting layer with its own filter (so the trace exporter sees spans even when logs
+/// are quiet). checkpointd's spans are always enabled here, whatever the level, so every line
+/// logged inside a call carries the call's fields (method, thread, `trace_id`).
+pub(crate) fn layer<S>(config: &LogConfig) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+{
+    let directives = EnvFilter::try_new(filter_directive(config)).unwrap_or_else(|_| EnvFilter::new("info"));
+    let our_spans =
+        filter_fn(|meta| meta.is_span() && meta.target().starts_with("checkpointd") && *meta.level() <= Level::INFO);
+    let filter = directives.or(our_spans);
     match config.format {
-        LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json().with_current_span(true)).try_init(),
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_filter(filter).boxed(),
     }
 }
 
@@ -56,6 +71,7 @@ mod tests {
         assert_eq!(filter_directive(&config(None, false, false)), "info");
         assert_eq!(filter_directive(&config(None, true, false)), "info,checkpointd=debug");
         assert!(filter_directive(&config(None, false, true)).contains("rustls=debug"));
+        assert!(!filter_directive(&config(None, true, true)).contains("tokio_postgres="));
     }
 
     #[test]

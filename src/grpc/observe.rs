@@ -1,0 +1,230 @@
+//! One server span per call, following the OpenTelemetry RPC conventions and joined to the
+//! caller's trace (W3C `traceparent`, `tracestate`, `baggage`), and the call-duration metric.
+//! Both finish when the response stream ends, so streamed Lists and errors sent in trailers are
+//! measured with their real status.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::{HeaderMap, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use opentelemetry::propagation::Extractor;
+use opentelemetry::trace::TraceContextExt;
+use tower::{Layer, Service};
+use tracing::{Instrument, Span, field};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::telemetry::RpcMetrics;
+
+/// gRPC status of a call whose response ended before any status was sent (the client went away).
+const CANCELLED: i64 = 1;
+/// gRPC status of a response body that failed.
+const UNKNOWN: i64 = 2;
+
+/// Wraps every service of the server.
+#[derive(Debug, Clone, Default)]
+pub struct ObserveLayer {
+    metrics: RpcMetrics,
+}
+
+impl ObserveLayer {
+    /// A layer recording into `metrics`.
+    pub fn new(metrics: RpcMetrics) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe { inner, metrics: self.metrics.clone() }
+    }
+}
+
+/// The wrapped service.
+#[derive(Debug, Clone)]
+pub struct Observe<S> {
+    inner: S,
+    metrics: RpcMetrics,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Observe<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Future: Send + 'static,
+    S::Error: 'static,
+    ResBody: 'static,
+{
+    type Response = Response<ObservedBody<ResBody>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let mut call = Call::start(request.uri().path(), request.headers(), self.metrics.clone());
+        let response = self.inner.call(request).instrument(call.span.clone());
+        Box::pin(async move {
+            let response = response.await?;
+            call.status = grpc_status(response.headers());
+            Ok(response.map(|body| ObservedBody { body, call: Some(call) }))
+        })
+    }
+}
+
+/// One call in flight; dropping it records its outcome.
+#[derive(Debug)]
+struct Call {
+    span: Span,
+    started: Instant,
+    service: String,
+    method: String,
+    status: Option<i64>,
+    metrics: RpcMetrics,
+}
+
+impl Call {
+    fn start(path: &str, headers: &HeaderMap, metrics: RpcMetrics) -> Self {
+        let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path, ""));
+        let span = tracing::info_span!(
+            "grpc.server",
+            otel.name = %path.trim_start_matches('/'),
+            otel.kind = "server",
+            otel.status_code = field::Empty,
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            rpc.grpc.status_code = field::Empty,
+            error.type = field::Empty,
+            checkpointd.thread_id = field::Empty,
+            checkpointd.checkpoint_ns = field::Empty,
+            trace_id = field::Empty,
+            span_id = field::Empty,
+        );
+        join_callers_trace(&span, headers);
+        Self {
+            span,
+            started: Instant::now(),
+            service: service.to_owned(),
+            method: method.to_owned(),
+            status: None,
+            metrics,
+        }
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        let status = self.status.unwrap_or(CANCELLED);
+        self.span.record("rpc.grpc.status_code", status);
+        if is_server_error(status) {
+            self.span.record("otel.status_code", "ERROR");
+        }
+        self.metrics.record(&self.service, &self.method, status, self.started.elapsed());
+    }
+}
+
+/// Makes `span` a child of the caller's span and records the trace and span ids for log lines.
+fn join_callers_trace(span: &Span, headers: &HeaderMap) {
+    let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
+    let _ = span.set_parent(parent.clone());
+    let own = span.context().span().span_context().clone();
+    let context = if own.is_valid() { own } else { parent.span().span_context().clone() };
+    if context.is_valid() {
+        span.record("trace_id", context.trace_id().to_string());
+        span.record("span_id", context.span_id().to_string());
+    }
+}
+
+/// Server-side errors per the OpenTelemetry gRPC conventions; client mistakes are not errors.
+fn is_server_error(status: i64) -> bool {
+    matches!(status, 2 | 4 | 12 | 13 | 14 | 15)
+}
+
+fn grpc_status(headers: &HeaderMap) -> Option<i64> {
+    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
+/// Reads W3C context from request headers.
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// A response body that finishes its call when the stream ends (or is dropped unfinished).
+#[derive(Debug)]
+pub struct ObservedBody<B> {
+    body: B,
+    call: Option<Call>,
+}
+
+impl<B> Body for ObservedBody<B>
+where
+    B: Body + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(call), Some(status)) = (this.call.as_mut(), frame.trailers_ref().and_then(grpc_status)) {
+                    call.status = Some(status);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(call) = this.call.as_mut() {
+                    call.status.get_or_insert(UNKNOWN);
+                }
+                this.call = None;
+            }
+            Poll::Ready(None) => this.call = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_server_side_failures_mark_the_span_as_an_error() {
+        let errors: Vec<i64> = (0..17).filter(|s| is_server_error(*s)).collect();
+        assert_eq!(errors, [2, 4, 12, 13, 14, 15]);
+    }
+
+    #[test]
+    fn the_status_is_read_from_headers_or_trailers() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(grpc_status(&headers), None);
+        headers.insert("grpc-status", http::HeaderValue::from_static("14"));
+        assert_eq!(grpc_status(&headers), Some(14));
+    }
+}
