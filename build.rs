@@ -13,6 +13,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut compiler = protox::Compiler::new([PROTO_ROOT])?;
     compiler.include_source_info(true).open_files(PROTO_FILES)?;
     std::fs::write(out_dir.join("checkpoint_descriptor.bin"), compiler.encode_file_descriptor_set())?;
-    tonic_prost_build::configure().build_server(true).build_client(true).compile_fds(compiler.file_descriptor_set())?;
+    tonic_prost_build::configure()
+        .codec_path("crate::grpc::codec::Codec")
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }

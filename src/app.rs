@@ -12,13 +12,15 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::config::Config;
+use crate::config::{AuthConfig, Config};
 use crate::domain::Validator;
-use crate::grpc::{self, CHECKPOINT_SERVICE_NAME, CheckpointGrpc};
+use crate::grpc::auth::{Authenticator, TokenFile};
+use crate::grpc::tls::{ReloadableTls, ServerTlsError};
+use crate::grpc::{self, CHECKPOINT_SERVICE_NAME, CheckpointGrpc, Services};
+use crate::reload::{self, Reload};
 use crate::storage::pool::PoolSetupError;
 use crate::storage::{Pool, Store, migrations, monitor};
 use crate::telemetry;
@@ -32,6 +34,18 @@ pub enum StartError {
     /// The listen address cannot be bound.
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+    /// The TLS certificate, key or client CA is unusable.
+    #[error(transparent)]
+    Tls(#[from] ServerTlsError),
+    /// The bearer tokens are unusable.
+    #[error("{0}")]
+    Tokens(String),
+}
+
+impl From<(SocketAddr, std::io::Error)> for StartError {
+    fn from((address, error): (SocketAddr, std::io::Error)) -> Self {
+        StartError::Bind(address, error)
+    }
 }
 
 /// The service stopped with an error.
@@ -49,7 +63,11 @@ pub enum ServeError {
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    health_listener: Option<TcpListener>,
     metrics_listener: Option<TcpListener>,
+    tls: Option<Arc<ReloadableTls>>,
+    authenticator: Option<Arc<Authenticator>>,
+    token_file: Option<Arc<TokenFile>>,
     prometheus: Option<prometheus::Registry>,
     config: Config,
     store: Arc<Store>,
@@ -64,15 +82,33 @@ impl Application {
         let background = CancellationToken::new();
         let database_up = monitor::spawn(pool.clone(), config.monitor.clone(), background.clone());
         let store = Arc::new(Store::new(pool, &config.storage, database_up.clone()));
-        let listen = config.server.listen;
-        let listener = TcpListener::bind(listen).await.map_err(|e| StartError::Bind(listen, e))?;
-        let metrics_listener = match config.server.metrics_listen {
-            Some(address) => Some(TcpListener::bind(address).await.map_err(|e| StartError::Bind(address, e))?),
-            None => None,
-        };
+        let server = &config.server;
+        let tls = server.tls.clone().map(ReloadableTls::load).transpose()?.map(Arc::new);
+        let (authenticator, token_file) = authentication(&server.auth)?;
+        let listener = grpc::bind(server.listen).await?;
+        let health_listener = bind_optional(server.health_listen).await?;
+        let metrics_listener = bind_optional(server.metrics_listen).await?;
         telemetry::observe_store(store.clone());
-        tracing::info!(database = %store.pool().describe(), "database configured");
-        Ok(Self { listener, metrics_listener, prometheus: None, config, store, database_up, background })
+        tracing::info!(
+            database = %store.pool().describe(),
+            tls = tls.is_some(),
+            mutual_tls = server.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+            tokens = authenticator.as_ref().map_or(0, |a| a.token_count()),
+            "configured"
+        );
+        Ok(Self {
+            listener,
+            health_listener,
+            metrics_listener,
+            tls,
+            authenticator,
+            token_file,
+            prometheus: None,
+            config,
+            store,
+            database_up,
+            background,
+        })
     }
 
     /// Serves `registry` on the metrics listener (the registry the telemetry's Prometheus
@@ -97,17 +133,59 @@ impl Application {
         self.store.clone()
     }
 
+    /// The address of the plaintext health listener, when one is configured.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` resolves, then drains for at most the grace period.
     pub async fn run_until_stopped(
         mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let server = &self.config.server;
-        let service = CheckpointGrpc::new(self.store.clone(), Validator::new(server.limits), server.default_deadline);
-        let diagnostics = grpc::DiagnosticsGrpc::new(self.store.clone());
-        let (router, reporter) = grpc::router(service, diagnostics, server).await?;
+        let server = self.config.server.clone();
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter.set_service_status(CHECKPOINT_SERVICE_NAME, ServingStatus::NotServing).await;
+        let services = Services {
+            checkpoints: CheckpointGrpc::new(
+                self.store.clone(),
+                Validator::new(server.limits),
+                server.default_deadline,
+            ),
+            diagnostics: grpc::DiagnosticsGrpc::new(self.store.clone()),
+            health: health.clone(),
+            authenticator: self.authenticator.clone(),
+        };
+        let router = grpc::router(services, &server)?;
+        self.spawn_background(reporter.clone(), health);
+        let draining = Arc::new(Notify::new());
+        let signal = stop_serving(shutdown, reporter, server.shutdown_delay, self.background.clone(), draining.clone());
+        tracing::info!(address = %self.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "serving gRPC");
+        let listener = self.listener;
+        tokio::select! {
+            served = grpc::serve(router, listener, self.tls.clone(), signal) => served?,
+            () = grace_expired(draining, server.shutdown_grace) => {
+                tracing::warn!(grace = ?server.shutdown_grace, "shutdown grace expired; dropping the calls still running");
+            }
+        }
+        self.background.cancel();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves when tonic should stop accepting calls: after the shutdown request and the delay
+/// during which health already says NOT_SERVING.
+impl Application {
+    /// Readiness, the metrics and health listeners, and configuration reloads; all stop with
+    /// `background`.
+    fn spawn_background<H: tonic_health::pb::health_server::Health>(
+        &mut self,
+        reporter: HealthReporter,
+        health: tonic_health::pb::health_server::HealthServer<H>,
+    ) {
         let readiness = Readiness {
-            reporter: reporter.clone(),
+            reporter,
             pool: self.store.pool().clone(),
             migrate: self.config.migrate_on_start,
             database_up: self.database_up.clone(),
@@ -118,23 +196,51 @@ impl Application {
             let registry = self.prometheus.clone().unwrap_or_default();
             tokio::spawn(telemetry::prometheus::serve(listener, registry, self.background.clone()));
         }
-        let draining = Arc::new(Notify::new());
-        let signal = stop_serving(shutdown, reporter, server.shutdown_delay, self.background.clone(), draining.clone());
-        tracing::info!(address = %self.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "serving gRPC");
-        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
-        let grace = server.shutdown_grace;
-        tokio::select! {
-            served = router.serve_with_incoming_shutdown(incoming, signal) => served?,
-            () = grace_expired(draining, grace) => tracing::warn!(?grace, "shutdown grace expired; dropping the calls still running"),
+        if let Some(listener) = self.health_listener.take() {
+            let stop = self.background.clone();
+            tokio::spawn(async move {
+                if let Err(e) = grpc::serve_health(health, listener, stop.cancelled_owned()).await {
+                    tracing::error!(error = %e, "the health listener failed");
+                }
+            });
         }
-        self.background.cancel();
-        tracing::info!("stopped");
-        Ok(())
+        let mut targets: Vec<Arc<dyn Reload>> = Vec::new();
+        if let Some(tls) = &self.tls {
+            targets.push(tls.clone());
+        }
+        if let Some(tokens) = &self.token_file {
+            targets.push(tokens.clone());
+        }
+        reload::spawn(targets, self.config.server.reload_interval, self.background.clone());
     }
 }
 
-/// Resolves when tonic should stop accepting calls: after the shutdown request and the delay
-/// during which health already says NOT_SERVING.
+async fn bind_optional(address: Option<SocketAddr>) -> Result<Option<TcpListener>, StartError> {
+    match address {
+        Some(address) => Ok(Some(grpc::bind(address).await?)),
+        None => Ok(None),
+    }
+}
+
+/// The authenticator (when tokens are configured) and the token file to watch.
+type Authentication = (Option<Arc<Authenticator>>, Option<Arc<TokenFile>>);
+
+fn authentication(config: &AuthConfig) -> Result<Authentication, StartError> {
+    if !config.enabled() {
+        return Ok((None, None));
+    }
+    let authenticator = Arc::new(Authenticator::new(&config.tokens, config.open_health, config.open_reflection));
+    let token_file = match &config.tokens_file {
+        Some(path) => {
+            let file = TokenFile::new(path.clone(), config.tokens.clone(), authenticator.clone());
+            authenticator.replace(&file.read().map_err(StartError::Tokens)?);
+            Some(Arc::new(file))
+        }
+        None => None,
+    };
+    Ok((Some(authenticator), token_file))
+}
+
 async fn stop_serving(
     shutdown: impl Future<Output = ()>,
     reporter: HealthReporter,

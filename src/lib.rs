@@ -9,7 +9,8 @@
 //! * `storage`: LangGraph's tables behind `Store`; the only module that knows diesel.
 //! * `retry`: failure classification and backoff policy; pure.
 //! * `devdb`: throwaway PostgreSQL clusters for `checkpointd dev` and tests.
-//! * `telemetry`, `shutdown`: logging and signals.
+//! * `telemetry`: logs, traces and metrics. `reload`: certificate and token rotation.
+//! * `shutdown`: signals.
 
 pub mod app;
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod devdb;
 pub mod domain;
 pub mod grpc;
+pub mod reload;
 pub mod retry;
 pub mod shutdown;
 pub mod storage;

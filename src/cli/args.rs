@@ -8,8 +8,8 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
-    Config, DatabaseConfig, DatabaseConfigError, DatabaseFlags, LogFormat, PoolConfig, Secret, ServerConfig, SslMode,
-    StorageConfig, TargetSession, resolve_database,
+    AuthConfig, Config, ConfigError, DatabaseConfig, DatabaseConfigError, DatabaseFlags, LogFormat, PoolConfig, Secret,
+    ServerConfig, ServerTls, SslMode, StorageConfig, TargetSession, parse_tokens, resolve_database,
 };
 use crate::domain::Limits;
 use crate::retry::RetryPolicy;
@@ -131,6 +131,58 @@ pub struct ServerArgs {
     /// Most checkpoints read from the database per List page.
     #[arg(long, env = "CHECKPOINTD_LIST_PAGE_SIZE", default_value_t = 256)]
     pub list_page_size: u64,
+    /// PEM certificate chain: serve gRPC over TLS (re-read when the file changes or on SIGHUP).
+    #[arg(long, env = "CHECKPOINTD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the TLS certificate.
+    #[arg(long, env = "CHECKPOINTD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: require client certificates signed by it (mutual TLS).
+    #[arg(long, env = "CHECKPOINTD_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Also serve grpc.health.v1 alone, in plaintext, here (for kubelet probes, which cannot speak TLS).
+    #[arg(long, env = "CHECKPOINTD_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
+    /// File of accepted bearer tokens, one per line: `<token> [name=<name>] [prefix=<thread-id prefix>]...`
+    /// (re-read on change or SIGHUP). Tokens may also come from the CHECKPOINTD_AUTH_TOKENS
+    /// variable (entries separated by newlines or `;`), never from a flag.
+    #[arg(long, env = "CHECKPOINTD_AUTH_TOKENS_FILE")]
+    pub auth_tokens_file: Option<PathBuf>,
+    /// With tokens configured, let health checks through without one.
+    #[arg(long, env = "CHECKPOINTD_AUTH_OPEN_HEALTH", default_value_t = true, value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub auth_open_health: bool,
+    /// With tokens configured, let reflection through without one.
+    #[arg(long, env = "CHECKPOINTD_AUTH_OPEN_REFLECTION", default_value_t = false, value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub auth_open_reflection: bool,
+    /// Calls handled at once; more are refused with RESOURCE_EXHAUSTED before any database work.
+    #[arg(long, env = "CHECKPOINTD_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    pub max_concurrent_requests: usize,
+    /// HTTP/2 streams per client connection.
+    #[arg(long, env = "CHECKPOINTD_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    pub max_concurrent_streams: u32,
+    /// How often certificate and token files are checked for changes (SIGHUP reloads at once).
+    #[arg(long, env = "CHECKPOINTD_RELOAD_INTERVAL", default_value = "5s", value_parser = duration)]
+    pub reload_interval: Duration,
+}
+
+impl ServerArgs {
+    fn tls(&self) -> Option<ServerTls> {
+        let (cert, key) = (self.tls_cert.clone()?, self.tls_key.clone()?);
+        Some(ServerTls { cert, key, client_ca: self.tls_client_ca.clone() })
+    }
+
+    fn auth(&self) -> Result<AuthConfig, ConfigError> {
+        let tokens = match std::env::var("CHECKPOINTD_AUTH_TOKENS") {
+            Ok(text) if !text.trim().is_empty() => parse_tokens(&text)?,
+            _ => Vec::new(),
+        };
+        Ok(AuthConfig {
+            tokens,
+            tokens_file: self.auth_tokens_file.clone(),
+            open_health: self.auth_open_health,
+            open_reflection: self.auth_open_reflection,
+        })
+    }
 }
 
 /// Where the database is and how to reach it.
@@ -316,15 +368,15 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     /// The full configuration.
-    pub fn config(&self) -> Result<Config, DatabaseConfigError> {
+    pub fn config(&self) -> Result<Config, ConfigError> {
         let database = self.db.resolve()?;
-        Ok(self.config_for(database))
+        self.config_for(database)
     }
 
     /// The configuration for an already resolved database.
-    pub fn config_for(&self, database: DatabaseConfig) -> Config {
+    pub fn config_for(&self, database: DatabaseConfig) -> Result<Config, ConfigError> {
         let pool = &self.pool;
-        Config {
+        Ok(Config {
             pool: PoolConfig {
                 max_size: pool.pool_max_size.max(1),
                 min_idle: pool.pool_min_idle,
@@ -363,10 +415,16 @@ impl ServeArgs {
                 shutdown_grace: self.server.shutdown_grace,
                 reflection: self.server.reflection,
                 limits: Limits::DOCUMENTED,
+                tls: self.server.tls(),
+                health_listen: self.server.health_listen,
+                auth: self.server.auth()?,
+                max_concurrent_requests: self.server.max_concurrent_requests,
+                max_concurrent_streams: self.server.max_concurrent_streams,
+                reload_interval: self.server.reload_interval,
             },
             migrate_on_start: self.migrate,
             database,
-        }
+        })
     }
 }
 
@@ -381,9 +439,11 @@ pub struct MigrateArgs {
 /// `checkpointd health`.
 #[derive(Debug, Args)]
 pub struct HealthArgs {
-    /// The server to ask.
-    #[arg(long, env = "CHECKPOINTD_HEALTH_ADDRESS", default_value = "http://127.0.0.1:50051")]
-    pub address: String,
+    /// The server to ask. When unset: this machine, on the port of CHECKPOINTD_HEALTH_LISTEN if
+    /// that is set (plaintext, so it works when the main port uses TLS), else of
+    /// CHECKPOINTD_LISTEN, else 50051.
+    #[arg(long, env = "CHECKPOINTD_HEALTH_ADDRESS")]
+    pub address: Option<String>,
     /// The service to ask about; "" is the process itself.
     #[arg(long, default_value = "checkpoint.v1.CheckpointService")]
     pub service: String,
@@ -401,6 +461,22 @@ pub struct StatusArgs {
     /// Give up after this long.
     #[arg(long, default_value = "3s", value_parser = duration)]
     pub timeout: Duration,
+}
+
+impl HealthArgs {
+    /// The address to ask, derived from the server's own settings when not given.
+    pub fn address(&self) -> String {
+        self.address.clone().unwrap_or_else(|| local_address(&|name| std::env::var(name).ok()))
+    }
+}
+
+/// `http://127.0.0.1:<port>` for the health listener, else the main listener, of this machine.
+fn local_address(env: &dyn Fn(&str) -> Option<String>) -> String {
+    let port = ["CHECKPOINTD_HEALTH_LISTEN", "CHECKPOINTD_LISTEN"]
+        .iter()
+        .find_map(|name| env(name).and_then(|v| v.parse::<SocketAddr>().ok()))
+        .map_or(50051, |address| address.port());
+    format!("http://127.0.0.1:{port}")
 }
 
 /// `checkpointd dev`.
@@ -433,6 +509,15 @@ mod tests {
         assert_eq!(duration("1.5"), Ok(Duration::from_millis(1500)));
         assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
         assert!(duration("soon").is_err());
+    }
+
+    #[test]
+    fn the_health_check_asks_the_plaintext_health_port_when_there_is_one() {
+        let env = |vars: &'static [(&'static str, &'static str)]| move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
+        assert_eq!(local_address(&env(&[])), "http://127.0.0.1:50051");
+        assert_eq!(local_address(&env(&[("CHECKPOINTD_LISTEN", "0.0.0.0:7000")])), "http://127.0.0.1:7000");
+        let both = env(&[("CHECKPOINTD_LISTEN", "0.0.0.0:7000"), ("CHECKPOINTD_HEALTH_LISTEN", "0.0.0.0:7001")]);
+        assert_eq!(local_address(&both), "http://127.0.0.1:7001");
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub async fn run(args: DevArgs, prometheus: Option<prometheus::Registry>) -> Res
     let flags =
         DatabaseFlags { url: Some(Secret::new(url.clone())), ssl_mode: Some(SslMode::Disable), ..Default::default() };
     let database = resolve_database(&flags, &|_| None)?;
-    let mut config = args.serve.config_for(database);
+    let mut config = args.serve.config_for(database)?;
     config.migrate_on_start = true;
     let app = Application::build(config).await?.with_prometheus(prometheus);
     let address = app.local_addr()?;

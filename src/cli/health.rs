@@ -21,7 +21,7 @@ pub async fn check(args: &HealthArgs) -> ExitCode {
             ExitCode::from(1)
         }
         Err(e) => {
-            eprintln!("health check of {} failed: {e}", args.address);
+            eprintln!("health check of {} failed: {e}", args.address());
             ExitCode::from(2)
         }
     }
@@ -32,7 +32,7 @@ fn display_name(service: &str) -> &str {
 }
 
 async fn ask(args: &HealthArgs) -> Result<ServingStatus, Box<dyn std::error::Error>> {
-    let channel = Endpoint::from_shared(args.address.clone())?
+    let channel = Endpoint::from_shared(args.address())?
         .connect_timeout(args.timeout)
         .timeout(args.timeout)
         .connect()

@@ -1,12 +1,15 @@
 //! Plain configuration structs, built by `cli` from flags and the environment, or by hand in
 //! tests. No `Default`: every setting is chosen on purpose in one place.
 
+mod auth;
 pub mod conninfo;
 mod database;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
+pub use auth::{MIN_TOKEN_LENGTH, TokenEntry, TokenListError, parse_tokens};
 pub use database::{
     DatabaseConfig, DatabaseConfigError, DatabaseFlags, DatabaseTls, Secret, SslMode, TargetSession,
     resolve as resolve_database,
@@ -71,6 +74,37 @@ pub enum LogFormat {
     Json,
 }
 
+/// TLS on the gRPC listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// PEM CA bundle that client certificates must chain to; clients need none when `None`.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Who may call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Tokens given inline (`CHECKPOINTD_AUTH_TOKENS`).
+    pub tokens: Vec<TokenEntry>,
+    /// A token file, re-read when it changes or on SIGHUP.
+    pub tokens_file: Option<PathBuf>,
+    /// Health checks need no token.
+    pub open_health: bool,
+    /// Reflection needs no token.
+    pub open_reflection: bool,
+}
+
+impl AuthConfig {
+    /// Whether any token source is configured (authentication is on).
+    pub fn enabled(&self) -> bool {
+        !self.tokens.is_empty() || self.tokens_file.is_some()
+    }
+}
+
 /// The gRPC server.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
@@ -91,6 +125,29 @@ pub struct ServerConfig {
     pub reflection: bool,
     /// Field limits.
     pub limits: Limits,
+    /// TLS (and mutual TLS); plaintext when `None`.
+    pub tls: Option<ServerTls>,
+    /// A plaintext listener serving only `grpc.health.v1.Health` (for kubelet probes).
+    pub health_listen: Option<SocketAddr>,
+    /// Bearer-token authentication.
+    pub auth: AuthConfig,
+    /// Calls handled at once; more are refused with RESOURCE_EXHAUSTED.
+    pub max_concurrent_requests: usize,
+    /// HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// How often certificate and token files are checked for changes.
+    pub reload_interval: Duration,
+}
+
+/// Settings that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A database setting.
+    #[error(transparent)]
+    Database(#[from] DatabaseConfigError),
+    /// The inline token list (`CHECKPOINTD_AUTH_TOKENS`).
+    #[error("CHECKPOINTD_AUTH_TOKENS: {0}")]
+    Tokens(#[from] TokenListError),
 }
 
 /// Everything `checkpointd serve` needs.

@@ -43,6 +43,49 @@ pub enum JsonError {
     /// The document is valid JSON but not an object.
     #[error("must be a JSON object")]
     NotAnObject,
+    /// A number PostgreSQL's `numeric` cannot hold (JSONB stores numbers as `numeric`).
+    #[error("holds a number at byte {0} outside PostgreSQL's numeric range")]
+    NumberOutOfRange(usize),
+}
+
+/// PostgreSQL's `numeric` limits: at most 131,071 decimal digits before the point
+/// (`NUMERIC_WEIGHT_MAX` base-10000 digits) and 16,383 after it (`NUMERIC_DSCALE_MAX`).
+const NUMERIC_MAX_DECIMAL_WEIGHT: i64 = 131_071;
+const NUMERIC_MAX_DISPLAY_SCALE: i64 = 16_383;
+/// `numeric` refuses exponents of this size outright (`INT_MAX / 2`).
+const NUMERIC_MAX_EXPONENT: i64 = 1_073_741_823;
+
+/// The parts of a JSON number that decide whether `numeric` can hold it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct NumberShape {
+    /// Digits before the point, leading zeros excluded.
+    integer_digits: i64,
+    /// Digits after the point.
+    fraction_digits: i64,
+    /// Zeros right after the point before the first significant digit (when the integer part is 0).
+    leading_fraction_zeros: i64,
+    /// Whether any digit is non-zero.
+    nonzero: bool,
+    /// The exponent, saturated.
+    exponent: i64,
+}
+
+impl NumberShape {
+    /// Mirrors `set_var_from_str` and `make_result` in PostgreSQL's numeric.c.
+    fn fits_numeric(&self) -> bool {
+        if self.exponent.abs() >= NUMERIC_MAX_EXPONENT {
+            return false;
+        }
+        let scale = (self.fraction_digits - self.exponent).max(0);
+        if scale > NUMERIC_MAX_DISPLAY_SCALE {
+            return false;
+        }
+        if !self.nonzero {
+            return true;
+        }
+        let weight = if self.integer_digits > 0 { self.integer_digits - 1 } else { -(self.leading_fraction_zeros + 1) };
+        weight + self.exponent <= NUMERIC_MAX_DECIMAL_WEIGHT
+    }
 }
 
 impl JsonDocument {
@@ -281,35 +324,53 @@ impl<'a> Scanner<'a> {
     }
 
     fn number(&mut self) -> ScanResult<()> {
+        let start = self.pos;
+        let mut shape = NumberShape::default();
         self.eat(b'-');
         match self.peek() {
             Some(b'0') => self.pos += 1,
-            Some(b'1'..=b'9') => self.digits(),
+            Some(b'1'..=b'9') => {
+                let digits = self.digits();
+                shape.integer_digits = digits.len() as i64;
+                shape.nonzero = true;
+            }
             _ => return self.fail("expected a digit"),
         }
         if self.eat(b'.') {
             if !matches!(self.peek(), Some(b'0'..=b'9')) {
                 return self.fail("expected a digit after '.'");
             }
-            self.digits();
+            let digits = self.digits();
+            shape.fraction_digits = digits.len() as i64;
+            shape.leading_fraction_zeros = digits.iter().take_while(|d| **d == b'0').count() as i64;
+            shape.nonzero |= digits.iter().any(|d| *d != b'0');
         }
         if matches!(self.peek(), Some(b'e' | b'E')) {
             self.pos += 1;
+            let negative = self.peek() == Some(b'-');
             if matches!(self.peek(), Some(b'+' | b'-')) {
                 self.pos += 1;
             }
             if !matches!(self.peek(), Some(b'0'..=b'9')) {
                 return self.fail("expected a digit in an exponent");
             }
-            self.digits();
+            let magnitude =
+                self.digits().iter().fold(0i64, |n, d| n.saturating_mul(10).saturating_add(i64::from(d - b'0')));
+            shape.exponent = if negative { -magnitude } else { magnitude };
+        }
+        if !shape.fits_numeric() {
+            return Err(JsonError::NumberOutOfRange(start));
         }
         Ok(())
     }
 
-    fn digits(&mut self) {
+    /// Consumes a run of digits and returns it.
+    fn digits(&mut self) -> &'a [u8] {
+        let start = self.pos;
         while matches!(self.peek(), Some(b'0'..=b'9')) {
             self.pos += 1;
         }
+        &self.bytes[start..self.pos]
     }
 
     fn literal(&mut self, word: &'static [u8]) -> ScanResult<()> {
@@ -434,6 +495,32 @@ mod tests {
     }
 
     #[test]
+    fn numbers_follow_postgresqls_numeric_range() {
+        // Each case was checked with `SELECT '{"a": <n>}'::jsonb` on PostgreSQL 15.
+        let cases = [
+            ("1e1000", true),
+            ("1e131071", true),
+            ("1e131072", false),
+            ("1e-16383", true),
+            ("1e-16384", false),
+            ("1e-20000", false),
+            ("1e95635123713830295", false),
+            ("-1e95635123713830295", false),
+            ("0e99999999", true),
+            ("0.0e-99999", false),
+            ("0.001e131074", true),
+            ("12.5e-3", true),
+        ];
+        for (number, fits) in cases {
+            let result = parse(&format!("{{\"a\": {number}}}"));
+            assert_eq!(result.is_ok(), fits, "{number}: {result:?}");
+            if !fits {
+                assert!(matches!(result, Err(JsonError::NumberOutOfRange(6))), "{number}: {result:?}");
+            }
+        }
+    }
+
+    #[test]
     fn reads_the_top_level_id_only() {
         let doc = parse(r#"{"v": 4, "nested": {"id": "inner"}, "id": "1ef-\u0041"}"#).expect("valid");
         assert_eq!(doc.top_level_id(), Some("1ef-A"));
@@ -450,5 +537,80 @@ mod tests {
     fn knows_the_empty_object() {
         assert!(parse(" { } ").expect("valid").is_empty_object());
         assert!(!parse(r#"{"a":1}"#).expect("valid").is_empty_object());
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// JSON values of bounded depth whose strings may hold any character, NUL included.
+    fn value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(|n| serde_json::json!(n)),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| serde_json::json!(f)),
+            any::<String>().prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(5, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map(any::<String>(), inner, 0..8)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn has_nul(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(has_nul),
+            serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = JsonDocument::parse(bytes, 16);
+        }
+
+        #[test]
+        fn serialized_objects_are_accepted_exactly_when_they_hold_no_nul(
+            map in prop::collection::btree_map(any::<String>(), value(), 0..6)
+        ) {
+            let object = serde_json::Value::Object(map.into_iter().collect());
+            let text = serde_json::to_vec(&object).expect("serializable");
+            let accepted = JsonDocument::parse(text, 64).is_ok();
+            prop_assert_eq!(accepted, !has_nul(&object));
+        }
+
+        #[test]
+        fn corrupted_documents_are_judged_as_a_strict_json_parser_judges_them(
+            map in prop::collection::btree_map("[a-z]{1,4}", value(), 1..4),
+            position in any::<prop::sample::Index>(),
+            byte in prop::sample::select(b"{}[]\",:\\ 0123456789.eE+-tfnulx\x01\x7f".to_vec()),
+        ) {
+            let object = serde_json::Value::Object(map.into_iter().collect());
+            prop_assume!(!has_nul(&object));
+            let mut text = serde_json::to_vec(&object).expect("serializable");
+            let at = position.index(text.len());
+            text[at] = byte;
+            let strict = serde_json::from_slice::<serde_json::Value>(&text);
+            let ours = JsonDocument::parse(text.clone(), 64);
+            // serde_json keeps numbers in f64, PostgreSQL in numeric: their ranges differ.
+            prop_assume!(!strict.as_ref().is_err_and(|e| e.to_string().contains("number out of range")));
+            prop_assume!(!matches!(ours, Err(JsonError::NumberOutOfRange(_))));
+            match strict {
+                Ok(serde_json::Value::Object(ref parsed)) if !has_nul(&serde_json::Value::Object(parsed.clone())) => {
+                    prop_assert!(ours.is_ok(), "refused {:?}: {:?}", String::from_utf8_lossy(&text), ours);
+                }
+                Ok(_) => prop_assert!(ours.is_err(), "accepted a non-object or NUL: {:?}", String::from_utf8_lossy(&text)),
+                Err(_) => prop_assert!(ours.is_err(), "accepted {:?}", String::from_utf8_lossy(&text)),
+            }
+        }
     }
 }

@@ -28,6 +28,10 @@ pub struct Limits {
     pub json_depth: usize,
     /// How many ids one DeleteForRuns or Prune request may name.
     pub ids_per_request: usize,
+    /// The largest metadata filter of a List, in bytes (it is evaluated against every row).
+    pub filter_bytes: usize,
+    /// The largest `limit` of a List.
+    pub list_limit: u64,
 }
 
 impl Limits {
@@ -44,5 +48,7 @@ impl Limits {
         run_id: 256,
         json_depth: 256,
         ids_per_request: 10_000,
+        filter_bytes: 16 * 1024,
+        list_limit: 10_000_000,
     };
 }

@@ -5,12 +5,14 @@
 
 mod json;
 mod limits;
+mod scope;
 mod types;
 mod validate;
 mod writes;
 
 pub use json::{JsonDocument, JsonError};
 pub use limits::Limits;
+pub use scope::Scope;
 pub use types::{
     ChannelBlob, CheckpointConfig, CheckpointTuple, CopyThread, DeleteForRuns, GetTuple, ListQuery, PendingWrite,
     PruneRequest, PruneStrategy, PutCheckpoint, PutWrites, TypedValue,

@@ -140,6 +140,8 @@ pub struct ListQuery {
     pub before: Option<String>,
     /// At most this many; `Some(0)` lists nothing.
     pub limit: Option<u64>,
+    /// Only threads whose id starts with one of these (a scoped caller's tenant).
+    pub thread_prefixes: Option<Vec<String>>,
 }
 
 impl ListQuery {
@@ -154,6 +156,8 @@ impl ListQuery {
 pub struct DeleteForRuns {
     /// The runs, matched against metadata `"run_id"`.
     pub run_ids: Vec<String>,
+    /// Only in threads whose id starts with one of these (a scoped caller's tenant).
+    pub thread_prefixes: Option<Vec<String>>,
 }
 
 /// Copy a whole thread.

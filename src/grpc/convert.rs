@@ -122,9 +122,20 @@ impl Converter {
             other => other.map(|id| self.v.required("thread_id", id, limits.thread_id)).transpose()?,
         };
         let filter = match filter_json {
+            Some(bytes) if bytes.len() > limits.filter_bytes => {
+                let problem = format!("is {} bytes long; the limit is {}", bytes.len(), limits.filter_bytes);
+                return Err(ValidationError::new("filter_json", problem));
+            }
             Some(bytes) if !bytes.is_empty() => Some(self.v.json_object("filter_json", bytes, None)?),
             _ => None,
         };
+        if let Some(limit) = limit.filter(|l| u64::from(*l) > limits.list_limit) {
+            let problem = format!(
+                "{limit} is above the server's maximum of {}; leave it unset to stream every match",
+                limits.list_limit
+            );
+            return Err(ValidationError::new("limit", problem));
+        }
         let before = before
             .map(|pb::list_request::Before { checkpoint_id }| {
                 self.v.optional("before.checkpoint_id", checkpoint_id, limits.checkpoint_id)
@@ -141,6 +152,7 @@ impl Converter {
             filter,
             before: before.flatten(),
             limit: if before_matches_nothing { Some(0) } else { limit.map(u64::from) },
+            thread_prefixes: None,
         })
     }
 
@@ -151,7 +163,10 @@ impl Converter {
 
     pub(crate) fn delete_for_runs(&self, request: pb::DeleteForRunsRequest) -> Result<DeleteForRuns, ValidationError> {
         let pb::DeleteForRunsRequest { run_ids } = request;
-        Ok(DeleteForRuns { run_ids: self.v.id_list("run_ids", run_ids, self.v.limits().run_id)? })
+        Ok(DeleteForRuns {
+            run_ids: self.v.id_list("run_ids", run_ids, self.v.limits().run_id)?,
+            thread_prefixes: None,
+        })
     }
 
     pub(crate) fn copy_thread(&self, request: pb::CopyThreadRequest) -> Result<CopyThread, ValidationError> {
@@ -310,5 +325,115 @@ mod tests {
     fn copying_a_thread_onto_itself_is_refused() {
         let request = pb::CopyThreadRequest { source_thread_id: "a".into(), target_thread_id: "a".into() };
         assert!(converter().copy_thread(request).is_err());
+    }
+}
+
+#[cfg(test)]
+mod hostile_input {
+    //! Arbitrary requests through validation and conversion: none panics, and every refusal is a
+    //! validation error (INVALID_ARGUMENT) that names a field of the request.
+    use super::*;
+    use crate::domain::Limits;
+    use proptest::prelude::*;
+
+    fn converter() -> Converter {
+        Converter::new(Validator::new(Limits::DOCUMENTED))
+    }
+
+    /// Strings that are short, long, empty, or hold NUL and non-ASCII characters.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            "[a-z0-9:/_-]{1,12}",
+            any::<String>(),
+            (0usize..3000).prop_map(|n| "x".repeat(n)),
+            "[a-z]{0,4}\u{0}[a-z]{0,4}",
+        ]
+    }
+
+    fn json_bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(Vec::new()),
+            Just(br#"{"v": 4, "id": "c1"}"#.to_vec()),
+            Just(br#"{"a": NaN}"#.to_vec()),
+            Just(b"[1, 2]".to_vec()),
+            (0usize..600)
+                .prop_map(|depth| format!("{{\"a\": {}{}}}", "[".repeat(depth), "]".repeat(depth)).into_bytes()),
+            prop::collection::vec(any::<u8>(), 0..64),
+        ]
+    }
+
+    fn typed_value() -> impl Strategy<Value = Option<pb::TypedValue>> {
+        prop::option::of(
+            (text(), prop::option::of(prop::collection::vec(any::<u8>(), 0..16)))
+                .prop_map(|(r#type, data)| pb::TypedValue { r#type, data }),
+        )
+    }
+
+    fn assert_named(
+        result: Result<impl std::fmt::Debug, ValidationError>,
+        fields: &[&str],
+    ) -> Result<(), TestCaseError> {
+        if let Err(e) = result {
+            prop_assert!(!e.problem.is_empty());
+            prop_assert!(fields.iter().any(|f| e.field.starts_with(f)), "unexpected field {:?}", e.field);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn puts(
+            thread_id in text(), checkpoint_ns in text(), checkpoint_id in text(),
+            parent in prop::option::of(text()), checkpoint_json in json_bytes(), metadata_json in json_bytes(),
+            blobs in prop::collection::vec((text(), text(), typed_value()), 0..4),
+        ) {
+            let blobs = blobs.into_iter().map(|(channel, version, value)| pb::ChannelBlob { channel, version, value }).collect();
+            let request = pb::PutRequest { thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id: parent, checkpoint_json, metadata_json, blobs };
+            assert_named(converter().put(request), &["thread_id", "checkpoint_ns", "checkpoint_id", "parent_checkpoint_id", "checkpoint_json", "metadata_json", "blobs["])?;
+        }
+
+        #[test]
+        fn writes(
+            thread_id in text(), checkpoint_id in text(), task_id in text(), task_path in text(),
+            writes in prop::collection::vec((text(), typed_value()), 0..6),
+        ) {
+            let writes = writes.into_iter().map(|(channel, value)| pb::put_writes_request::Write { channel, value }).collect();
+            let request = pb::PutWritesRequest { thread_id, checkpoint_ns: String::new(), checkpoint_id, task_id, task_path, writes };
+            assert_named(converter().put_writes(request), &["thread_id", "checkpoint_id", "task_id", "task_path", "writes["])?;
+        }
+
+        #[test]
+        fn lists(
+            thread_id in prop::option::of(text()), checkpoint_ns in prop::option::of(text()),
+            filter in prop::option::of(prop_oneof![json_bytes(), (0usize..40_000).prop_map(|n| format!("{{\"k\": \"{}\"}}", "x".repeat(n)).into_bytes())]),
+            before in prop::option::of(prop::option::of(text())), limit in prop::option::of(any::<u32>()),
+        ) {
+            let request = pb::ListRequest {
+                thread_id, checkpoint_ns, checkpoint_id: None, filter_json: filter,
+                before: before.map(|checkpoint_id| pb::list_request::Before { checkpoint_id }), limit,
+            };
+            assert_named(converter().list(request), &["thread_id", "checkpoint_ns", "filter_json", "before.checkpoint_id", "limit"])?;
+        }
+
+        #[test]
+        fn maintenance(ids in prop::collection::vec(text(), 0..20), strategy in any::<i32>(), source in text(), target in text()) {
+            assert_named(converter().prune(pb::PruneRequest { thread_ids: ids.clone(), strategy }), &["thread_ids[", "strategy"])?;
+            assert_named(converter().delete_for_runs(pb::DeleteForRunsRequest { run_ids: ids }), &["run_ids["])?;
+            assert_named(converter().copy_thread(pb::CopyThreadRequest { source_thread_id: source, target_thread_id: target }), &["source_thread_id", "target_thread_id"])?;
+        }
+    }
+
+    #[test]
+    fn absurd_limits_and_huge_filters_are_refused() {
+        let huge = pb::ListRequest {
+            filter_json: Some(format!("{{\"k\": \"{}\"}}", "x".repeat(20_000)).into_bytes()),
+            ..Default::default()
+        };
+        assert_eq!(converter().list(huge).map(drop).map_err(|e| e.field), Err("filter_json".to_owned()));
+        let absurd = pb::ListRequest { limit: Some(u32::MAX), ..Default::default() };
+        assert_eq!(converter().list(absurd).map(drop).map_err(|e| e.field), Err("limit".to_owned()));
     }
 }

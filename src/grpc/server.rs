@@ -1,42 +1,62 @@
-//! Assembles the tonic server: the checkpoint service with its limits and compression, the
-//! standard health service, and reflection (v1 and v1alpha).
+//! Assembles the tonic servers: the main one (checkpoint and diagnostics services, health,
+//! reflection) behind the observe → authenticate → in-flight-limit layers, and the optional
+//! plaintext health-only one for probes that cannot speak TLS.
 
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
-use tonic::transport::server::Router;
-use tonic_health::server::HealthReporter;
+use tonic::transport::server::{Router, TcpIncoming};
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tower::layer::util::{Identity, Stack};
 
 use crate::config::ServerConfig;
+use crate::grpc::auth::{AuthLayer, Authenticator};
 use crate::grpc::diagnostics::DiagnosticsGrpc;
+use crate::grpc::limit::InFlightLimitLayer;
 use crate::grpc::observe::ObserveLayer;
 use crate::grpc::pb;
 use crate::grpc::pb::checkpoint_service_server::CheckpointServiceServer;
 use crate::grpc::pb::diagnostics_service_server::DiagnosticsServiceServer;
 use crate::grpc::service::CheckpointGrpc;
+use crate::grpc::tls::{ReloadableTls, incoming};
 use crate::telemetry::RpcMetrics;
 
 /// The health-check name of the checkpoint service (`checkpoint.v1.CheckpointService`).
 pub const CHECKPOINT_SERVICE_NAME: &str =
     <CheckpointServiceServer<CheckpointGrpc> as tonic::server::NamedService>::NAME;
 
+/// The layers around every service, outermost first: observe, authenticate, limit.
+pub type ServerLayers = Stack<InFlightLimitLayer, Stack<AuthLayer, Stack<ObserveLayer, Identity>>>;
+
 /// Reflection could not be set up (a broken descriptor set).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the reflection service: {0}")]
 pub struct ReflectionError(#[from] tonic_reflection::server::Error);
 
-/// The router with every service, ready to serve. Health starts NOT_SERVING for the checkpoint
-/// service; the caller flips it once the database is ready.
-pub async fn router(
-    service: CheckpointGrpc,
-    diagnostics: DiagnosticsGrpc,
+/// What the main server serves.
+#[derive(Debug)]
+pub struct Services<H> {
+    /// The checkpoint API.
+    pub checkpoints: CheckpointGrpc,
+    /// Diagnostics.
+    pub diagnostics: DiagnosticsGrpc,
+    /// The standard health service (shared with the plaintext health listener).
+    pub health: HealthServer<H>,
+    /// Token checks; `None` serves without authentication.
+    pub authenticator: Option<Arc<Authenticator>>,
+}
+
+/// The main router, ready to serve.
+pub fn router<H: Health>(
+    services: Services<H>,
     config: &ServerConfig,
-) -> Result<
-    (Router<tower::layer::util::Stack<ObserveLayer, tower::layer::util::Identity>>, HealthReporter),
-    ReflectionError,
-> {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_not_serving::<CheckpointServiceServer<CheckpointGrpc>>().await;
-    let checkpoints = CheckpointServiceServer::new(service)
+) -> Result<Router<ServerLayers>, ReflectionError> {
+    let checkpoints = CheckpointServiceServer::new(services.checkpoints)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes)
         .accept_compressed(CompressionEncoding::Gzip)
@@ -53,15 +73,48 @@ pub async fn router(
     } else {
         (None, None)
     };
-    let router = Server::builder()
+    Ok(Server::builder()
         .layer(ObserveLayer::new(RpcMetrics::new()))
+        .layer(AuthLayer::new(services.authenticator))
+        .layer(InFlightLimitLayer::new(config.max_concurrent_requests))
         .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
-        .add_service(health)
+        .max_concurrent_streams(config.max_concurrent_streams)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(services.health)
         .add_service(checkpoints)
-        .add_service(DiagnosticsServiceServer::new(diagnostics))
+        .add_service(DiagnosticsServiceServer::new(services.diagnostics))
         .add_optional_service(reflection_v1)
-        .add_optional_service(reflection_v1alpha);
-    Ok((router, reporter))
+        .add_optional_service(reflection_v1alpha))
+}
+
+/// Serves `router` on `listener` (over TLS when `tls` is set) until `signal` resolves, then
+/// drains.
+pub async fn serve(
+    router: Router<ServerLayers>,
+    listener: TcpListener,
+    tls: Option<Arc<ReloadableTls>>,
+    signal: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    match tls {
+        Some(tls) => router.serve_with_incoming_shutdown(incoming(listener, tls), signal).await,
+        None => router.serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal).await,
+    }
+}
+
+/// Serves only the health service, in plaintext, on `listener` until `signal` resolves.
+pub async fn serve_health<H: Health>(
+    health: HealthServer<H>,
+    listener: TcpListener,
+    signal: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    Server::builder()
+        .add_service(health)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal)
+        .await
+}
+
+/// Binds `address`, naming it in the error.
+pub async fn bind(address: SocketAddr) -> Result<TcpListener, (SocketAddr, io::Error)> {
+    TcpListener::bind(address).await.map_err(|e| (address, e))
 }

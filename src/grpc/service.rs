@@ -7,6 +7,8 @@ use std::time::Duration;
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
+use crate::domain::Scope;
+use crate::grpc::auth::scope_of;
 use crate::grpc::convert::Converter;
 use crate::grpc::deadline::{client_deadline, unary_deadline};
 use crate::grpc::pb;
@@ -30,6 +32,16 @@ impl CheckpointGrpc {
 
 type ListStream = Pin<Box<dyn Stream<Item = Result<pb::ListResponse, Status>> + Send + 'static>>;
 
+/// PERMISSION_DENIED unless every thread is inside the caller's scope.
+fn authorize<'a>(scope: &Scope, thread_ids: impl IntoIterator<Item = &'a str>) -> Result<(), Status> {
+    match scope.first_denied(thread_ids) {
+        Some(thread_id) => {
+            Err(Status::permission_denied(format!("thread {thread_id:?} is outside this token's scope")))
+        }
+        None => Ok(()),
+    }
+}
+
 /// Names the thread and namespace on the call's span (never values or metadata contents).
 fn record_scope(thread_id: &str, checkpoint_ns: Option<&str>) {
     let span = tracing::Span::current();
@@ -43,8 +55,10 @@ fn record_scope(thread_id: &str, checkpoint_ns: Option<&str>) {
 impl CheckpointService for CheckpointGrpc {
     async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         let deadline = unary_deadline(request.metadata(), self.default_deadline);
+        let scope = scope_of(&request);
         let put = self.convert.put(request.into_inner())?;
         record_scope(&put.thread_id, Some(&put.checkpoint_ns));
+        authorize(&scope, [put.thread_id.as_str()])?;
         let stored = self.store.put(&put, deadline).await?;
         Ok(Response::new(pb::PutResponse { config: Some(stored.into()) }))
     }
@@ -54,16 +68,20 @@ impl CheckpointService for CheckpointGrpc {
         request: Request<pb::PutWritesRequest>,
     ) -> Result<Response<pb::PutWritesResponse>, Status> {
         let deadline = unary_deadline(request.metadata(), self.default_deadline);
+        let scope = scope_of(&request);
         let writes = self.convert.put_writes(request.into_inner())?;
         record_scope(&writes.thread_id, Some(&writes.checkpoint_ns));
+        authorize(&scope, [writes.thread_id.as_str()])?;
         self.store.put_writes(&writes, deadline).await?;
         Ok(Response::new(pb::PutWritesResponse {}))
     }
 
     async fn get_tuple(&self, request: Request<pb::GetTupleRequest>) -> Result<Response<pb::GetTupleResponse>, Status> {
         let deadline = unary_deadline(request.metadata(), self.default_deadline);
+        let scope = scope_of(&request);
         let get = self.convert.get_tuple(request.into_inner())?;
         record_scope(&get.thread_id, Some(&get.checkpoint_ns));
+        authorize(&scope, [get.thread_id.as_str()])?;
         let tuple = self.store.get_tuple(&get, deadline).await?;
         Ok(Response::new(pb::GetTupleResponse { tuple: tuple.map(Into::into) }))
     }
@@ -72,9 +90,14 @@ impl CheckpointService for CheckpointGrpc {
 
     async fn list(&self, request: Request<pb::ListRequest>) -> Result<Response<ListStream>, Status> {
         let deadline = client_deadline(request.metadata());
-        let query = self.convert.list(request.into_inner())?;
-        if let Some(thread_id) = &query.thread_id {
-            record_scope(thread_id, query.checkpoint_ns.as_deref());
+        let scope = scope_of(&request);
+        let mut query = self.convert.list(request.into_inner())?;
+        match &query.thread_id {
+            Some(thread_id) => {
+                record_scope(thread_id, query.checkpoint_ns.as_deref());
+                authorize(&scope, [thread_id.as_str()])?;
+            }
+            None => query.thread_prefixes = scope.prefixes().map(<[String]>::to_vec),
         }
         let stream = self
             .store
@@ -88,8 +111,10 @@ impl CheckpointService for CheckpointGrpc {
         request: Request<pb::DeleteThreadRequest>,
     ) -> Result<Response<pb::DeleteThreadResponse>, Status> {
         let deadline = unary_deadline(request.metadata(), self.default_deadline);
+        let scope = scope_of(&request);
         let thread_id = self.convert.delete_thread(request.into_inner())?;
         record_scope(&thread_id, None);
+        authorize(&scope, [thread_id.as_str()])?;
         self.store.delete_thread(&thread_id, deadline).await?;
         Ok(Response::new(pb::DeleteThreadResponse {}))
     }
@@ -99,7 +124,9 @@ impl CheckpointService for CheckpointGrpc {
         request: Request<pb::DeleteForRunsRequest>,
     ) -> Result<Response<pb::DeleteForRunsResponse>, Status> {
         let deadline = unary_deadline(request.metadata(), self.default_deadline);
-        let delete = self.convert.delete_for_runs(request.into_inner())?;
+        let scope = scope_of(&request);
+        let mut delete = self.convert.delete_for_runs(request.into_inner())?;
+        delete.thread_prefixes = scope.prefixes().map(<[String]>::to_vec);
         self.store.delete_for_runs(&delete, deadline).await?;
         Ok(Response::new(pb::DeleteForRunsResponse {}))
     }
@@ -109,15 +136,19 @@ impl CheckpointService for CheckpointGrpc {
         request: Request<pb::CopyThreadRequest>,
     ) -> Result<Response<pb::CopyThreadResponse>, Status> {
         let deadline = unary_deadline(request.metadata(), self.default_deadline);
+        let scope = scope_of(&request);
         let copy = self.convert.copy_thread(request.into_inner())?;
         record_scope(&copy.source_thread_id, None);
+        authorize(&scope, [copy.source_thread_id.as_str(), copy.target_thread_id.as_str()])?;
         self.store.copy_thread(&copy, deadline).await?;
         Ok(Response::new(pb::CopyThreadResponse {}))
     }
 
     async fn prune(&self, request: Request<pb::PruneRequest>) -> Result<Response<pb::PruneResponse>, Status> {
         let deadline = unary_deadline(request.metadata(), self.default_deadline);
+        let scope = scope_of(&request);
         let prune = self.convert.prune(request.into_inner())?;
+        authorize(&scope, prune.thread_ids.iter().map(String::as_str))?;
         self.store.prune(&prune, deadline).await?;
         Ok(Response::new(pb::PruneResponse {}))
     }

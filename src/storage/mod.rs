@@ -151,7 +151,7 @@ impl Store {
         if delete.run_ids.is_empty() {
             return Ok(());
         }
-        self.runner.run(&DeleteForRunsOp(&delete.run_ids), deadline).await
+        self.runner.run(&DeleteForRunsOp(delete), deadline).await
     }
 
     /// Copies a thread.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use checkpointd::app::Application;
 use checkpointd::config::{
-    Config, DatabaseFlags, PoolConfig, Secret, ServerConfig, SslMode, StorageConfig, resolve_database,
+    AuthConfig, Config, DatabaseFlags, PoolConfig, Secret, ServerConfig, SslMode, StorageConfig, resolve_database,
 };
 use checkpointd::domain::Limits;
 use checkpointd::grpc::pb;
@@ -134,6 +134,12 @@ pub fn test_config(database_url: &str) -> Config {
             shutdown_grace: Duration::from_secs(5),
             reflection: true,
             limits: Limits::DOCUMENTED,
+            tls: None,
+            health_listen: None,
+            auth: AuthConfig { tokens: Vec::new(), tokens_file: None, open_health: true, open_reflection: true },
+            max_concurrent_requests: 1024,
+            max_concurrent_streams: 256,
+            reload_interval: Duration::from_millis(100),
         },
         migrate_on_start: true,
         database,

@@ -46,7 +46,9 @@ impl Operation for DeleteThreadOp<'_> {
 /// refers to are removed. Every sub-statement sees the same snapshot, so survivors are told
 /// apart by their run id rather than by the deletion.
 const DELETE_FOR_RUNS_SQL: &str = r#"WITH doomed AS (
-    DELETE FROM checkpoints WHERE metadata ->> 'run_id' = ANY($1)
+    DELETE FROM checkpoints
+    WHERE metadata ->> 'run_id' = ANY($1)
+      AND ($2::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($2::text[]) AS p(prefix) WHERE starts_with(thread_id, p.prefix)))
     RETURNING thread_id, checkpoint_ns, checkpoint_id, checkpoint -> 'channel_versions' AS versions
 ), deleted_writes AS (
     DELETE FROM checkpoint_writes w USING doomed d
@@ -71,8 +73,8 @@ WHERE b.thread_id = f.thread_id AND b.checkpoint_ns = f.checkpoint_ns
         AND (k.metadata ->> 'run_id' = ANY($1)) IS NOT TRUE
   )"#;
 
-/// Removes the checkpoints of some runs.
-pub(crate) struct DeleteForRunsOp<'a>(pub(crate) &'a [String]);
+/// Removes the checkpoints of some runs (within the caller's threads, when scoped).
+pub(crate) struct DeleteForRunsOp<'a>(pub(crate) &'a crate::domain::DeleteForRuns);
 
 impl Operation for DeleteForRunsOp<'_> {
     type Output = ();
@@ -90,7 +92,9 @@ impl Operation for DeleteForRunsOp<'_> {
     }
 
     fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
-        let statement = Statement::new(DELETE_FOR_RUNS_SQL).bind::<Array<Text>, _>(self.0);
+        let statement = Statement::new(DELETE_FOR_RUNS_SQL)
+            .bind::<Array<Text>, _>(&self.0.run_ids)
+            .bind::<diesel::sql_types::Nullable<Array<Text>>, _>(self.0.thread_prefixes.as_deref());
         async move { statement.execute(conn).await.map(drop) }.boxed()
     }
 }

@@ -50,6 +50,7 @@ enum Param<'a> {
     Text(&'a str),
     Json(&'a str),
     Count(i64),
+    Texts(&'a [String]),
 }
 
 impl<'a> ListPageOp<'a> {
@@ -74,6 +75,12 @@ impl<'a> ListPageOp<'a> {
         if let Some(filter) = query.filter.as_ref().filter(|f| !f.is_empty_object()) {
             wheres.push(format!("metadata @> {}", placeholder(Param::Json(filter.as_str()))));
         }
+        if let Some(prefixes) = &query.thread_prefixes {
+            let array = placeholder(Param::Texts(prefixes));
+            wheres.push(format!(
+                "EXISTS (SELECT 1 FROM unnest({array}::text[]) AS p(prefix) WHERE starts_with(thread_id, p.prefix))"
+            ));
+        }
         if let Some(before) = &query.before {
             wheres.push(format!("checkpoint_id < {}", placeholder(Param::Text(before))));
         }
@@ -94,6 +101,7 @@ impl<'a> ListPageOp<'a> {
             Param::Text(value) => statement.bind::<Text, _>(value),
             Param::Json(value) => statement.bind::<Jsonb, _>(JsonText(value)),
             Param::Count(value) => statement.bind::<BigInt, _>(value),
+            Param::Texts(values) => statement.bind::<diesel::sql_types::Array<Text>, _>(values),
         })
     }
 }
@@ -187,6 +195,18 @@ mod tests {
         let query = ListQuery { thread_id: Some("t".into()), filter, before: Some("b".into()), ..Default::default() };
         let sql = page_sql(&query, None);
         assert!(sql.contains("WHERE thread_id = $1 AND metadata @> $2 AND checkpoint_id < $3"), "{sql}");
+    }
+
+    #[test]
+    fn a_scoped_list_is_narrowed_to_the_tenants_threads() {
+        let query = ListQuery { thread_prefixes: Some(vec!["a/".into()]), ..Default::default() };
+        let sql = page_sql(&query, None);
+        assert!(
+            sql.contains(
+                "EXISTS (SELECT 1 FROM unnest($1::text[]) AS p(prefix) WHERE starts_with(thread_id, p.prefix))"
+            ),
+            "{sql}"
+        );
     }
 
     #[test]
