@@ -9,10 +9,12 @@
 //! * `storage`: LangGraph's tables behind `Store`; the only module that knows diesel.
 //! * `retry`: failure classification and backoff policy; pure.
 //! * `devdb`: throwaway PostgreSQL clusters for `checkpointd dev` and tests.
+//! * `bench`: the load generator behind `checkpointd bench`.
 //! * `telemetry`: logs, traces and metrics. `reload`: certificate and token rotation.
 //! * `shutdown`: signals.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod devdb;

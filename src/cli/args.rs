@@ -54,6 +54,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Start a private throwaway PostgreSQL, migrate it and serve; Ctrl-C stops everything.
     Dev(Box<DevArgs>),
+    /// Measure a server with LangGraph-shaped load (starts one from this binary unless --target).
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 /// Logging flags.
@@ -513,7 +515,9 @@ mod tests {
 
     #[test]
     fn the_health_check_asks_the_plaintext_health_port_when_there_is_one() {
-        let env = |vars: &'static [(&'static str, &'static str)]| move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
         assert_eq!(local_address(&env(&[])), "http://127.0.0.1:50051");
         assert_eq!(local_address(&env(&[("CHECKPOINTD_LISTEN", "0.0.0.0:7000")])), "http://127.0.0.1:7000");
         let both = env(&[("CHECKPOINTD_LISTEN", "0.0.0.0:7000"), ("CHECKPOINTD_HEALTH_LISTEN", "0.0.0.0:7001")]);

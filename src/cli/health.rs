@@ -32,11 +32,8 @@ fn display_name(service: &str) -> &str {
 }
 
 async fn ask(args: &HealthArgs) -> Result<ServingStatus, Box<dyn std::error::Error>> {
-    let channel = Endpoint::from_shared(args.address())?
-        .connect_timeout(args.timeout)
-        .timeout(args.timeout)
-        .connect()
-        .await?;
+    let channel =
+        Endpoint::from_shared(args.address())?.connect_timeout(args.timeout).timeout(args.timeout).connect().await?;
     let response = HealthClient::new(channel).check(HealthCheckRequest { service: args.service.clone() }).await?;
     Ok(ServingStatus::try_from(response.into_inner().status).unwrap_or(ServingStatus::Unknown))
 }

@@ -65,6 +65,7 @@ async fn run(command: Command, prometheus: Option<prometheus::Registry>) -> Exit
         Command::Health(args) => return health::check(&args).await,
         Command::Status(args) => return status::show(&args).await,
         Command::Dev(args) => dev::run(*args, prometheus).await,
+        Command::Bench(args) => crate::bench::run(*args).await.map(drop).map_err(Into::into),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

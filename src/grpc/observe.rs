@@ -92,7 +92,7 @@ impl Call {
     fn start(path: &str, headers: &HeaderMap, metrics: RpcMetrics) -> Self {
         let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path, ""));
         let span = tracing::info_span!(
-            "grpc.server",
+            crate::telemetry::CALL_SPAN,
             otel.name = %path.trim_start_matches('/'),
             otel.kind = "server",
             otel.status_code = field::Empty,

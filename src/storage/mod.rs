@@ -10,6 +10,7 @@ pub mod migrations;
 pub mod monitor;
 mod ops;
 pub mod pool;
+mod reference;
 mod runner;
 mod schema;
 mod statement;
@@ -25,6 +26,7 @@ use tokio::time::Instant;
 
 pub use error::StorageError;
 pub use pool::{Pool, PoolStatus};
+pub use reference::{ReferenceSql, ReferenceTransaction};
 
 use crate::config::StorageConfig;
 use crate::domain::{

@@ -29,6 +29,11 @@ impl<'f> Statement<'f> {
         Self { sql: sql.into(), binds: Vec::new() }
     }
 
+    /// The SQL text, with its `$n` placeholders.
+    pub(crate) fn sql(&self) -> &str {
+        &self.sql
+    }
+
     /// Binds the value of the next placeholder number.
     pub(crate) fn bind<ST, V>(mut self, value: V) -> Self
     where

@@ -20,6 +20,7 @@ use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+pub(crate) use logs::CALL_SPAN;
 pub use logs::{LogConfig, filter_directive};
 pub use metrics::{RpcMetrics, observe_store};
 pub use otlp::{OtlpError, OtlpSettings};

@@ -16,22 +16,8 @@ client_root="$(dirname "$here")"
 repo_root="$(cd "$client_root/../.." && pwd)"
 cd "$client_root"
 
-export PIP_DISABLE_PIP_VERSION_CHECK=1
-venv="$client_root/.venv"
-if [[ ! -x "$venv/bin/python" ]]; then
-    echo "==> creating $venv"
-    "${PYTHON:-python3}" -m venv "$venv"
-fi
-
-# Reinstall only when the requirements or the package metadata changed.
-stamp="$venv/.checkpointd-test-stamp"
-want="$(cat requirements-test.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
-if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-    echo "==> installing the pinned test requirements and the package (editable)"
-    "$venv/bin/python" -m pip install --quiet -r requirements-test.txt
-    "$venv/bin/python" -m pip install --quiet --no-deps -e .
-    echo "$want" > "$stamp"
-fi
+# shellcheck source=venv.sh
+source "$here/venv.sh"
 
 export CHECKPOINTD_BIN="${CHECKPOINTD_BIN:-$repo_root/target/debug/checkpointd}"
 if [[ ! -x "$CHECKPOINTD_BIN" ]]; then
@@ -39,4 +25,4 @@ if [[ ! -x "$CHECKPOINTD_BIN" ]]; then
     exit 1
 fi
 echo "==> pytest (server: $CHECKPOINTD_BIN)"
-exec "$venv/bin/python" -m pytest "$@"
+exec "$venv_python" -m pytest "$@"

@@ -12,6 +12,8 @@ mod put;
 mod read;
 mod writes;
 
+use std::borrow::Cow;
+
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
@@ -20,9 +22,9 @@ pub(crate) use copy::CopyThreadOp;
 pub(crate) use delete::{DeleteForRunsOp, DeleteThreadOp};
 pub(crate) use list::{ListCursor, ListPageOp};
 pub(crate) use prune::{KeepLatestOutcome, PruneDeleteOp, PruneKeepLatestOp, RefuseDeltaThreadsOp};
-pub(crate) use put::PutOp;
-pub(crate) use read::GetTupleOp;
-pub(crate) use writes::PutWritesOp;
+pub(crate) use put::{PUT_SQL, PutOp};
+pub(crate) use read::{GET_LATEST_SQL, GetTupleOp};
+pub(crate) use writes::{PutWritesOp, put_writes_sql};
 
 /// How a transaction reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +56,14 @@ pub(crate) trait Operation: Sync {
     /// The transaction mode it needs.
     fn access(&self) -> Access;
 
-    /// Runs the statements. The connection is inside a transaction; do not commit.
-    fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<Self::Output>>;
+    /// The SQL of the operation's only statement, when it sends exactly one (the same text
+    /// `run` sends). Once that statement is prepared on a connection, the runner can pipeline
+    /// `COMMIT` right behind it, making the whole transaction one round trip.
+    fn sole_statement(&self) -> Option<Cow<'_, str>> {
+        None
+    }
+
+    /// Runs the statements. The connection is inside a transaction (whose `BEGIN` may still be
+    /// in flight: its first statement is pipelined after it); do not commit.
+    fn run<'c>(&'c self, conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<Self::Output>>;
 }

@@ -1,5 +1,7 @@
 //! Put: the blob values of new channel versions, then the checkpoint row, in one statement.
 
+use std::borrow::Cow;
+
 use diesel::QueryResult;
 use diesel::sql_types::{Array, Bytea, Jsonb, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -14,7 +16,7 @@ use crate::storage::statement::Statement;
 /// Blobs are insert-if-absent (the first value of a channel version wins); the checkpoint is an
 /// upsert that replaces the document and metadata but never the parent. Both are one statement,
 /// so they commit together, and repeating it leaves the same rows.
-const PUT_SQL: &str = r#"WITH new_blobs AS (
+pub(crate) const PUT_SQL: &str = r#"WITH new_blobs AS (
     INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
     SELECT $1, $2, b.channel, b.version, b.type, b.blob
     FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[]) AS b(channel, version, type, blob)
@@ -43,7 +45,11 @@ impl Operation for PutOp<'_> {
         Access::ReadWrite
     }
 
-    fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
+    fn sole_statement(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(PUT_SQL))
+    }
+
+    fn run<'c>(&'c self, mut conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
         let put = self.0;
         let blobs = &put.blobs;
         let statement = Statement::new(PUT_SQL)
@@ -57,6 +63,6 @@ impl Operation for PutOp<'_> {
             .bind::<Nullable<Text>, _>(put.parent_checkpoint_id.as_deref())
             .bind::<Jsonb, _>(JsonText(put.checkpoint.as_str()))
             .bind::<Jsonb, _>(JsonText(put.metadata.as_str()));
-        async move { statement.execute(conn).await.map(drop) }.boxed()
+        async move { statement.execute(&mut conn).await.map(drop) }.boxed()
     }
 }

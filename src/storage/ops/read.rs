@@ -3,6 +3,7 @@
 //! One statement per page of checkpoints returns each row with its blob values, its pending
 //! writes and (for pre-v4 documents) its parent's pending sends, as parallel arrays.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use diesel::QueryResult;
@@ -23,6 +24,10 @@ pub(crate) const CHECKPOINT_COLUMNS: &str =
 /// Wraps a page query (which selects [`CHECKPOINT_COLUMNS`]) so each row also carries its blobs,
 /// writes and legacy sends; `order` repeats the page's ORDER BY for the outer query.
 ///
+/// Each blob is fetched by its primary key: `LIMIT 1` (the key is unique) keeps the planner from
+/// flattening the lookup into a hash of every blob of the thread, which made reading the latest
+/// checkpoint of a long thread cost time in proportion to the thread's length.
+///
 /// Writes are ordered `COLLATE "C"` (code point order, as LangGraph's Python sort); legacy
 /// sends use the database collation, as LangGraph's own SQL does.
 pub(crate) fn tuple_query(page: &str, order: &str) -> String {
@@ -39,9 +44,12 @@ LEFT JOIN LATERAL (
            array_agg(bl.type ORDER BY bl.channel) AS types,
            array_agg(bl.blob ORDER BY bl.channel) AS data
     FROM jsonb_each_text(c.checkpoint -> 'channel_versions') AS cv
-    JOIN checkpoint_blobs bl
-      ON bl.thread_id = c.thread_id AND bl.checkpoint_ns = c.checkpoint_ns
-     AND bl.channel = cv.key AND bl.version = cv.value
+    CROSS JOIN LATERAL (
+        SELECT bl.channel, bl.version, bl.type, bl.blob FROM checkpoint_blobs bl
+        WHERE bl.thread_id = c.thread_id AND bl.checkpoint_ns = c.checkpoint_ns
+          AND bl.channel = cv.key AND bl.version = cv.value
+        LIMIT 1
+    ) AS bl
 ) AS b ON true
 LEFT JOIN LATERAL (
     SELECT array_agg(cw.task_id ORDER BY cw.task_path COLLATE "C", cw.task_id COLLATE "C", cw.idx) AS task_ids,
@@ -163,7 +171,7 @@ impl TupleRow {
     }
 }
 
-static GET_LATEST_SQL: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static GET_LATEST_SQL: LazyLock<String> = LazyLock::new(|| {
     let page = format!(
         "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE thread_id = $1 AND checkpoint_ns = $2 \
          ORDER BY checkpoint_id DESC LIMIT 1"
@@ -182,6 +190,15 @@ static GET_BY_ID_SQL: LazyLock<String> = LazyLock::new(|| {
 /// Reads one checkpoint: a specific one, or the latest of its namespace.
 pub(crate) struct GetTupleOp<'a>(pub(crate) &'a GetTuple);
 
+impl GetTupleOp<'_> {
+    fn sql(&self) -> &'static str {
+        match self.0.checkpoint_id {
+            Some(_) => GET_BY_ID_SQL.as_str(),
+            None => GET_LATEST_SQL.as_str(),
+        }
+    }
+}
+
 impl Operation for GetTupleOp<'_> {
     type Output = Option<CheckpointTuple>;
 
@@ -197,19 +214,19 @@ impl Operation for GetTupleOp<'_> {
         Access::ReadOnly
     }
 
-    fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<Self::Output>> {
+    fn sole_statement(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(self.sql()))
+    }
+
+    fn run<'c>(&'c self, mut conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<Self::Output>> {
         let get = self.0;
+        let statement = Statement::new(self.sql()).bind::<Text, _>(&get.thread_id).bind::<Text, _>(&get.checkpoint_ns);
         let statement = match &get.checkpoint_id {
-            Some(id) => Statement::new(GET_BY_ID_SQL.as_str())
-                .bind::<Text, _>(&get.thread_id)
-                .bind::<Text, _>(&get.checkpoint_ns)
-                .bind::<Text, _>(id),
-            None => Statement::new(GET_LATEST_SQL.as_str())
-                .bind::<Text, _>(&get.thread_id)
-                .bind::<Text, _>(&get.checkpoint_ns),
+            Some(id) => statement.bind::<Text, _>(id),
+            None => statement,
         };
         async move {
-            let rows: Vec<TupleRow> = statement.load(conn).await?;
+            let rows: Vec<TupleRow> = statement.load(&mut conn).await?;
             Ok(rows.into_iter().next().map(TupleRow::into_tuple))
         }
         .boxed()

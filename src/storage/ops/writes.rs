@@ -1,5 +1,8 @@
 //! PutWrites: one task's pending writes, inserted with LangGraph's conflict rule.
 
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
 use diesel::QueryResult;
 use diesel::sql_types::{Array, Bytea, Int4, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -16,15 +19,17 @@ SELECT $1, $2, $3, $4, $5, w.idx, w.channel, w.type, w.blob
 FROM unnest($6::int4[], $7::text[], $8::text[], $9::bytea[]) AS w(idx, channel, type, blob)
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) "#;
 
+static INSERT_OR_IGNORE: LazyLock<String> = LazyLock::new(|| format!("{INSERT_WRITES}DO NOTHING"));
+static INSERT_OR_REPLACE: LazyLock<String> = LazyLock::new(|| {
+    format!("{INSERT_WRITES}DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob")
+});
+
 /// Only special-channel batches replace stored writes; everything else keeps the first.
-fn sql(conflict: WriteConflict) -> String {
-    let action = match conflict {
-        WriteConflict::Ignore => "DO NOTHING",
-        WriteConflict::Replace => {
-            "DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, blob = EXCLUDED.blob"
-        }
-    };
-    format!("{INSERT_WRITES}{action}")
+pub(crate) fn put_writes_sql(conflict: WriteConflict) -> &'static str {
+    match conflict {
+        WriteConflict::Ignore => &INSERT_OR_IGNORE,
+        WriteConflict::Replace => &INSERT_OR_REPLACE,
+    }
 }
 
 /// Saves the pending writes of one task.
@@ -49,10 +54,14 @@ impl Operation for PutWritesOp<'_> {
         Access::ReadWrite
     }
 
-    fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
+    fn sole_statement(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(put_writes_sql(self.0.conflict)))
+    }
+
+    fn run<'c>(&'c self, mut conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
         let put = self.0;
         let writes = &put.writes;
-        let statement = Statement::new(sql(put.conflict))
+        let statement = Statement::new(put_writes_sql(put.conflict))
             .bind::<Text, _>(&put.thread_id)
             .bind::<Text, _>(&put.checkpoint_ns)
             .bind::<Text, _>(&put.checkpoint_id)
@@ -64,6 +73,6 @@ impl Operation for PutWritesOp<'_> {
             .bind::<Array<Bytea>, _>(
                 writes.iter().map(|w| w.value.data.as_deref().unwrap_or_default()).collect::<Vec<_>>(),
             );
-        async move { statement.execute(conn).await.map(drop) }.boxed()
+        async move { statement.execute(&mut conn).await.map(drop) }.boxed()
     }
 }

@@ -1,0 +1,82 @@
+//! The SQL each benchmarked operation sends, taken from the operations themselves, so the
+//! pgbench reference (`checkpointd bench --pgbench`) issues exactly what checkpointd issues.
+
+use std::time::Duration;
+
+use crate::domain::{ListQuery, WriteConflict};
+use crate::storage::ops::{self, Access, ListPageOp};
+use crate::storage::runner::{TransactionLimits, begin_sql};
+
+/// One operation's transaction: the `BEGIN` batch, one statement with `$n` placeholders and
+/// `COMMIT`, all in one flight once the statement is prepared on the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferenceTransaction {
+    /// The commands of the `BEGIN` batch, in order.
+    pub begin: Vec<String>,
+    /// The operation's statement.
+    pub statement: String,
+}
+
+/// The transactions of Put, PutWrites (ordinary channels), GetTuple (latest of a namespace)
+/// and List (the latest `list_limit` of one thread and namespace).
+#[derive(Debug, Clone)]
+pub struct ReferenceSql {
+    pub put: ReferenceTransaction,
+    pub put_writes: ReferenceTransaction,
+    pub get_tuple: ReferenceTransaction,
+    pub list: ReferenceTransaction,
+}
+
+impl ReferenceSql {
+    /// The statements as the store sends them with these session limits.
+    pub fn new(statement_timeout: Duration, idle_in_transaction_timeout: Duration, list_limit: u64) -> Self {
+        let limits = TransactionLimits { statement_timeout, idle_in_transaction_timeout };
+        let begin = |access| {
+            begin_sql(access, limits, limits.statement_timeout).split("; ").map(str::to_owned).collect::<Vec<_>>()
+        };
+        let query = ListQuery {
+            thread_id: Some(String::new()),
+            checkpoint_ns: Some(String::new()),
+            limit: Some(list_limit),
+            ..ListQuery::default()
+        };
+        let list_page = ListPageOp { query: &query, after: None, size: list_limit }.statement();
+        Self {
+            put: ReferenceTransaction { begin: begin(Access::ReadWrite), statement: ops::PUT_SQL.to_owned() },
+            put_writes: ReferenceTransaction {
+                begin: begin(Access::ReadWrite),
+                statement: ops::put_writes_sql(WriteConflict::Ignore).to_owned(),
+            },
+            get_tuple: ReferenceTransaction { begin: begin(Access::ReadOnly), statement: ops::GET_LATEST_SQL.clone() },
+            list: ReferenceTransaction { begin: begin(Access::ReadOnly), statement: list_page.sql().to_owned() },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference() -> ReferenceSql {
+        ReferenceSql::new(Duration::from_secs(30), Duration::from_secs(60), 10)
+    }
+
+    #[test]
+    fn writes_begin_read_write_and_reads_begin_read_only() {
+        let sql = reference();
+        assert_eq!(sql.put.begin[0], "BEGIN");
+        assert_eq!(sql.put_writes.begin[0], "BEGIN");
+        assert_eq!(sql.get_tuple.begin[0], "BEGIN READ ONLY");
+        assert!(sql.list.begin[1].starts_with("SET LOCAL statement_timeout = "));
+    }
+
+    #[test]
+    fn the_list_page_binds_thread_namespace_and_limit() {
+        let sql = reference().list.statement;
+        assert!(
+            sql.contains("WHERE thread_id = $1 AND checkpoint_ns = $2 ORDER BY checkpoint_id DESC LIMIT $3"),
+            "{sql}"
+        );
+        assert!(!sql.contains("$4"));
+    }
+}
