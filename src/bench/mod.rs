@@ -92,6 +92,8 @@ pub struct Summary {
     pub server_cpu_ms_per_op: Option<f64>,
     pub client_cpu_ms_per_op: Option<f64>,
     pub server_peak_rss_mib: Option<f64>,
+    /// Notes of its steps, once each.
+    pub notes: Vec<String>,
 }
 
 /// checkpointd's median rate over pgbench's, for one operation and concurrency.
@@ -269,6 +271,12 @@ pub fn summarize(steps: &[Step]) -> Vec<Summary> {
                 server_cpu_ms_per_op: (!cpu.is_empty()).then(|| median(&mut cpu.clone())),
                 client_cpu_ms_per_op: (!client_cpu.is_empty()).then(|| median(&mut client_cpu.clone())),
                 server_peak_rss_mib: group.iter().filter_map(|s| s.server_peak_rss_mib).reduce(f64::max),
+                notes: group.iter().filter_map(|s| s.note.clone()).fold(Vec::new(), |mut notes, note| {
+                    if !notes.contains(&note) {
+                        notes.push(note);
+                    }
+                    notes
+                }),
             }
         })
         .collect()
@@ -296,6 +304,15 @@ pub fn table(report: &Report) -> String {
             optional(s.client_cpu_ms_per_op),
             optional(s.server_peak_rss_mib),
             s.errors
+        ));
+    }
+    for s in report.summary.iter().filter(|s| !s.notes.is_empty()) {
+        out.push_str(&format!(
+            "\n{} {} at {} agents: {}\n",
+            s.driver.name(),
+            s.op.name(),
+            s.concurrency,
+            s.notes.join("; ")
         ));
     }
     if !report.ratios.is_empty() {

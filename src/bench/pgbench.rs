@@ -2,8 +2,8 @@
 //! store itself), in the same transactions and round trips, with the same values, driven by
 //! pgbench against the same database. Its rate is the database's own limit for that work.
 //!
-//! One transaction is one round trip, as in the store once a statement is prepared on its
-//! connection: `BEGIN` with the `SET LOCAL` limits, the statement and `COMMIT`, pipelined.
+//! One transaction is three round trips, as in the store: `BEGIN` with the `SET LOCAL` limits
+//! (one simple-query message there; one pipeline here), the statement, `COMMIT`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -34,7 +34,9 @@ struct Script {
 }
 
 impl Pgbench {
-    /// Runs `op` with `concurrency` clients for the warm-up plus the window, and measures the window.
+    /// Runs `op` with `concurrency` clients for the warm-up plus the window, and measures the
+    /// window. When the database refuses that many connections (`max_connections`), pgbench runs
+    /// with half as many until it connects, and the step says so.
     pub async fn measure(
         &self,
         op: Op,
@@ -44,12 +46,35 @@ impl Pgbench {
         duration: Duration,
     ) -> Result<Step, String> {
         let script = self.script(op);
+        let mut clients = concurrency;
+        loop {
+            match self.measure_with(&script, clients, warmup, duration).await {
+                Ok((latencies, errors)) => {
+                    let step =
+                        latency_step(Driver::Pgbench, (op, concurrency, repetition), latencies, errors, duration);
+                    let note = (clients < concurrency).then(|| {
+                        format!("pgbench ran {clients} clients: the database refused {concurrency} connections")
+                    });
+                    return Ok(Step { note, ..step });
+                }
+                Err(e) if e.contains("too many clients") && clients > 1 => clients /= 2,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn measure_with(
+        &self,
+        script: &Script,
+        clients: usize,
+        warmup: Duration,
+        duration: Duration,
+    ) -> Result<(Vec<u32>, u64), String> {
         let dir = std::env::temp_dir().join(format!("checkpointd-pgbench-{}-{}", std::process::id(), unique()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let outcome = self.run_in(&dir, &script, concurrency, warmup, duration).await;
+        let outcome = self.run_in(&dir, script, clients, warmup, duration).await;
         let _ = std::fs::remove_dir_all(&dir);
-        let (latencies, errors) = outcome?;
-        Ok(latency_step(Driver::Pgbench, (op, concurrency, repetition), latencies, errors, duration))
+        outcome
     }
 
     async fn run_in(
@@ -151,8 +176,8 @@ impl Pgbench {
     }
 }
 
-/// A pgbench script for `transaction`: `setup` meta-commands, then BEGIN, the statement (its
-/// `$n` become `:pn`, or the variable `renamed` gives) and COMMIT in one pipeline.
+/// A pgbench script for `transaction`: `setup` meta-commands, the BEGIN batch in one flight, the
+/// statement (its `$n` become `:pn`, or the variable `renamed` gives), COMMIT.
 ///
 /// pgbench cannot define an empty variable, so an empty value (the root namespace) is written
 /// into the statement as the literal `''`.
@@ -178,8 +203,9 @@ fn script(
     for command in &transaction.begin {
         let _ = writeln!(text, "{command};");
     }
+    text.push_str("\\endpipeline\n");
     let _ = writeln!(text, "{};", placeholders_to_variables(&transaction.statement, &renamed));
-    text.push_str("COMMIT;\n\\endpipeline\n");
+    text.push_str("COMMIT;\n");
     Script { text, values: values.map(|(name, value)| (name.to_owned(), value)).collect() }
 }
 
@@ -322,7 +348,12 @@ mod tests {
             "{}",
             script.text
         );
-        assert!(script.text.ends_with(";\nCOMMIT;\n\\endpipeline\n"), "{}", script.text);
+        assert!(
+            script.text.contains("idle_in_transaction_session_timeout = 60000;\n\\endpipeline\n"),
+            "{}",
+            script.text
+        );
+        assert!(script.text.ends_with(";\nCOMMIT;\n"), "{}", script.text);
         assert!(!script.text.contains('$'));
         assert!(script.text.contains("SELECT :p1, '', b.channel"), "{}", script.text);
         for n in [3, 4, 5, 6, 8, 9, 10] {

@@ -84,6 +84,8 @@ pub struct Step {
     pub server_rss_mib: Option<f64>,
     /// The server's peak resident memory so far.
     pub server_peak_rss_mib: Option<f64>,
+    /// Anything that makes this step differ from what was asked.
+    pub note: Option<String>,
 }
 
 /// Where and how long to measure.
@@ -167,6 +169,7 @@ pub fn latency_step(
         client_cpu_ms_per_op: None,
         server_rss_mib: None,
         server_peak_rss_mib: None,
+        note: None,
     }
 }
 

@@ -8,8 +8,8 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
-    AuthConfig, Config, ConfigError, DatabaseConfig, DatabaseConfigError, DatabaseFlags, LogFormat, PoolConfig, Secret,
-    ServerConfig, ServerTls, SslMode, StorageConfig, TargetSession, parse_tokens, resolve_database,
+    AuthConfig, CoalescingConfig, Config, ConfigError, DatabaseConfig, DatabaseConfigError, DatabaseFlags, LogFormat,
+    PoolConfig, Secret, ServerConfig, ServerTls, SslMode, StorageConfig, TargetSession, parse_tokens, resolve_database,
 };
 use crate::domain::Limits;
 use crate::retry::RetryPolicy;
@@ -130,6 +130,16 @@ pub struct ServerArgs {
     /// Serve gRPC reflection (v1 and v1alpha).
     #[arg(long, env = "CHECKPOINTD_REFLECTION", default_value_t = true, value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub reflection: bool,
+    /// Let concurrent Puts share transactions, so one commit makes several durable (each caller
+    /// is answered after the commit holding its checkpoint).
+    #[arg(long, env = "CHECKPOINTD_PUT_COALESCING", default_value_t = true, value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub put_coalescing: bool,
+    /// With coalescing: most Put transactions at once.
+    #[arg(long, env = "CHECKPOINTD_PUT_TRANSACTIONS_MAX", default_value_t = 4)]
+    pub put_transactions_max: usize,
+    /// With coalescing: most Puts in one transaction.
+    #[arg(long, env = "CHECKPOINTD_PUT_BATCH_MAX", default_value_t = 64)]
+    pub put_batch_max: usize,
     /// Most checkpoints read from the database per List page.
     #[arg(long, env = "CHECKPOINTD_LIST_PAGE_SIZE", default_value_t = 256)]
     pub list_page_size: u64,
@@ -400,6 +410,10 @@ impl ServeArgs {
                 idle_in_transaction_timeout: database.idle_in_transaction_timeout,
                 list_page_size: self.server.list_page_size.max(1),
                 default_deadline: self.server.default_deadline,
+                put_coalescing: self.server.put_coalescing.then_some(CoalescingConfig {
+                    max_transactions: self.server.put_transactions_max.max(1),
+                    max_batch: self.server.put_batch_max.max(1),
+                }),
             },
             monitor: MonitorConfig {
                 enabled: pool.monitor,

@@ -69,6 +69,11 @@ pub fn render(status: &pb::GetStatusResponse) -> String {
     };
     line("last error class", last);
     line("retry budget tokens", format!("{:.1}", status.retry_budget_tokens));
+    if let Some(c) = &status.put_coalescing {
+        let average = if c.batches == 0 { 0.0 } else { c.puts as f64 / c.batches as f64 };
+        line("put batches / average size", format!("{} / {average:.1}", c.batches));
+        line("puts queued now / overloaded", format!("{} / {}", c.queued, c.overloaded));
+    }
     out
 }
 

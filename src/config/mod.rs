@@ -63,6 +63,17 @@ pub struct StorageConfig {
     pub list_page_size: u64,
     /// Deadline of a call (or of each List page) when the client sets none.
     pub default_deadline: Duration,
+    /// Concurrent Puts share transactions (and commits); `None` runs each Put alone.
+    pub put_coalescing: Option<CoalescingConfig>,
+}
+
+/// How concurrent Puts are coalesced into shared transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoalescingConfig {
+    /// Most Put transactions at once (each may hold many Puts).
+    pub max_transactions: usize,
+    /// Most Puts in one transaction.
+    pub max_batch: usize,
 }
 
 /// How logs are written.

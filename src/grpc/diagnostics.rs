@@ -63,5 +63,11 @@ fn status_message(d: Diagnostics) -> pb::GetStatusResponse {
         last_error_class: d.last_error.map(|(c, _)| c.as_str().to_owned()).unwrap_or_default(),
         last_error_age_ms: d.last_error.map_or(0, |(_, age)| u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
         retry_budget_tokens: d.retry_budget,
+        put_coalescing: d.put_coalescing.map(|c| pb::PutCoalescingStatus {
+            queued: c.queued,
+            batches: c.batches,
+            puts: c.puts,
+            overloaded: c.overloaded,
+        }),
     }
 }

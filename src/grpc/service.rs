@@ -59,7 +59,7 @@ impl CheckpointService for CheckpointGrpc {
         let put = self.convert.put(request.into_inner())?;
         record_scope(&put.thread_id, Some(&put.checkpoint_ns));
         authorize(&scope, [put.thread_id.as_str()])?;
-        let stored = self.store.put(&put, deadline).await?;
+        let stored = self.store.put(put, deadline).await?;
         Ok(Response::new(pb::PutResponse { config: Some(stored.into()) }))
     }
 

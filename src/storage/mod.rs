@@ -4,6 +4,7 @@
 //! idempotent SQL; `runner` executes them in transactions with retries; `pool` owns connections;
 //! `migrations` creates the schema; `monitor` watches the database for the health service.
 
+mod coalesce;
 mod error;
 mod json;
 pub mod migrations;
@@ -24,6 +25,7 @@ use futures_util::Stream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+pub use coalesce::CoalescingStatus;
 pub use error::StorageError;
 pub use pool::{Pool, PoolStatus};
 pub use reference::{ReferenceSql, ReferenceTransaction};
@@ -34,6 +36,7 @@ use crate::domain::{
     PutCheckpoint, PutWrites,
 };
 use crate::retry::{ErrorClass, RetryBudget};
+use coalesce::PutCoalescer;
 use ops::{
     CopyThreadOp, DeleteForRunsOp, DeleteThreadOp, GetTupleOp, ListCursor, ListPageOp, PruneDeleteOp,
     PruneKeepLatestOp, PutOp, PutWritesOp, RefuseDeltaThreadsOp,
@@ -55,12 +58,15 @@ pub struct Diagnostics {
     pub last_error: Option<(ErrorClass, Duration)>,
     /// Tokens left in the retry budget.
     pub retry_budget: f64,
+    /// Put coalescing, when on.
+    pub put_coalescing: Option<CoalescingStatus>,
 }
 
 /// The checkpoint store.
 #[derive(Debug)]
 pub struct Store {
-    runner: Runner,
+    runner: Arc<Runner>,
+    coalescer: Option<Arc<PutCoalescer>>,
     list_page_size: u64,
     default_deadline: Duration,
 }
@@ -79,7 +85,12 @@ impl Store {
             database_up,
             stats: stats::CallStats::default(),
         };
-        Self { runner, list_page_size: config.list_page_size.max(1), default_deadline: config.default_deadline }
+        Self {
+            runner: Arc::new(runner),
+            coalescer: config.put_coalescing.map(|c| Arc::new(PutCoalescer::new(c))),
+            list_page_size: config.list_page_size.max(1),
+            default_deadline: config.default_deadline,
+        }
     }
 
     /// The pool, for diagnostics.
@@ -97,17 +108,22 @@ impl Store {
             failures_by_class: stats.failures(),
             last_error: stats.last_error(),
             retry_budget: self.runner.budget.tokens(),
+            put_coalescing: self.coalescer.as_ref().map(|c| c.status()),
         }
     }
 
-    /// Saves a checkpoint and returns where it was stored.
-    pub async fn put(&self, put: &PutCheckpoint, deadline: Instant) -> Result<CheckpointConfig, StorageError> {
-        self.runner.run(&PutOp(put), deadline).await?;
-        Ok(CheckpointConfig {
+    /// Saves a checkpoint and returns where it was stored, once it is durable.
+    pub async fn put(&self, put: PutCheckpoint, deadline: Instant) -> Result<CheckpointConfig, StorageError> {
+        let stored = CheckpointConfig {
             thread_id: put.thread_id.clone(),
             checkpoint_ns: put.checkpoint_ns.clone(),
             checkpoint_id: put.checkpoint_id.clone(),
-        })
+        };
+        match &self.coalescer {
+            Some(coalescer) => coalescer.put(&self.runner, put, deadline).await?,
+            None => self.runner.run(&PutOp(&put), deadline).await?,
+        }
+        Ok(stored)
     }
 
     /// Saves a task's pending writes. An empty list touches nothing.

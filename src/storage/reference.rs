@@ -7,8 +7,8 @@ use crate::domain::{ListQuery, WriteConflict};
 use crate::storage::ops::{self, Access, ListPageOp};
 use crate::storage::runner::{TransactionLimits, begin_sql};
 
-/// One operation's transaction: the `BEGIN` batch, one statement with `$n` placeholders and
-/// `COMMIT`, all in one flight once the statement is prepared on the connection.
+/// One operation's transaction, three round trips: the `BEGIN` batch (one simple-query
+/// message), one statement with `$n` placeholders, `COMMIT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReferenceTransaction {
     /// The commands of the `BEGIN` batch, in order.

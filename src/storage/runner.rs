@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::pooled_connection::PoolableConnection;
-use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{AnsiTransactionManager, AsyncPgConnection, TransactionManager};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{Instrument, field};
@@ -17,7 +17,7 @@ use tracing::{Instrument, field};
 use crate::retry::{Decision, ErrorClass, Failure, Phase, RetryBudget, RetryPolicy, classify};
 use crate::storage::StorageError;
 use crate::storage::ops::{Access, Operation};
-use crate::storage::pool::{CheckoutError, PgConn, Pool};
+use crate::storage::pool::{CheckoutError, Pool};
 use crate::storage::stats::CallStats;
 
 /// How long a call waits for a connection while the database is known to be down.
@@ -88,9 +88,14 @@ impl Runner {
         }
     }
 
+    /// The monitor's latest verdict on the database.
+    pub(crate) fn database_is_up(&self) -> bool {
+        *self.database_up.borrow()
+    }
+
     /// The longest wait for a pooled connection: shortened while the monitor knows the database
     /// is down, so calls fail fast instead of queueing behind an outage.
-    fn checkout_wait(&self) -> Duration {
+    pub(crate) fn checkout_wait(&self) -> Duration {
         let acquire = self.pool.acquire_timeout();
         if *self.database_up.borrow() { acquire } else { acquire.min(OUTAGE_CHECKOUT_WAIT) }
     }
@@ -127,8 +132,8 @@ impl Runner {
                 conn.finish_use();
                 Ok(output)
             }
-            Ok(Err((phase, error, unknown_state))) => {
-                let broken = unknown_state || PoolableConnection::is_broken(&mut **conn);
+            Ok(Err((phase, error))) => {
+                let broken = PoolableConnection::is_broken(&mut **conn);
                 if !broken {
                     conn.finish_use();
                 }
@@ -169,70 +174,29 @@ pub(crate) fn begin_sql(access: Access, limits: TransactionLimits, remaining: Du
     )
 }
 
-/// How a transaction ended badly: in which phase, the error, and whether the connection's
-/// state is unknown (its COMMIT or ROLLBACK failed), so the pool must discard it.
-type TransactionFailure = (Phase, DieselError, bool);
-
 /// Runs `op` inside a transaction; on failure says in which phase.
 ///
-/// `BEGIN` (with the `SET LOCAL` limits) always travels in one flight with the operation's first
-/// statement. When the operation is a single statement already prepared on this connection,
-/// `COMMIT` joins the same flight, and the transaction is one round trip.
-async fn transaction<O: Operation>(conn: &mut PgConn, op: &O, begin: &str) -> Result<O::Output, TransactionFailure> {
-    let sole = op.sole_statement();
-    let outcome = match &sole {
-        Some(sql) if conn.is_prepared(sql) => one_flight(conn, op, begin).await,
-        _ => two_flights(conn, op, begin).await,
-    };
-    if let (Ok(_), Some(sql)) = (&outcome, &sole) {
-        conn.remember_prepared(sql);
-    }
-    outcome
-}
-
-/// `BEGIN` and the statements, then `COMMIT` once they succeeded.
-///
-/// The statement cannot overtake `BEGIN`: `BEGIN` is a single simple-query message written on
-/// its future's first poll, which `join` makes before the operation's.
-async fn two_flights<O: Operation>(
-    conn: &AsyncPgConnection,
+/// Pipeline-free: `BEGIN` (one simple-query message with the `SET LOCAL` limits), each statement
+/// and `COMMIT` are sent one after another, each only once the previous one answered, so a
+/// connection never has two requests in flight.
+async fn transaction<O: Operation>(
+    conn: &mut AsyncPgConnection,
     op: &O,
     begin: &str,
-) -> Result<O::Output, TransactionFailure> {
-    let (mut begin_conn, mut end_conn) = (conn, conn);
-    let (begun, ran) = futures_util::join!(begin_conn.batch_execute(begin), op.run(conn));
-    match (begun, ran) {
-        (Ok(()), Ok(output)) => match end_conn.batch_execute("COMMIT").await {
-            Ok(()) => Ok(output),
-            Err(e) => Err((Phase::Commit, e, true)),
-        },
-        (Err(e), _) | (Ok(()), Err(e)) => {
-            // ROLLBACK after a failed BEGIN only warns; a failed ROLLBACK leaves the
-            // connection's state unknown.
-            let unknown = end_conn.batch_execute("ROLLBACK").await.is_err();
-            Err((Phase::Statement, e, unknown))
+) -> Result<O::Output, (Phase, DieselError)> {
+    AnsiTransactionManager::begin_transaction_sql(conn, begin).await.map_err(|e| (Phase::Statement, e))?;
+    match op.run(conn).await {
+        Ok(output) => {
+            match <AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::commit_transaction(conn).await {
+                Ok(()) => Ok(output),
+                Err(e) => Err((Phase::Commit, e)),
+            }
         }
-    }
-}
-
-/// `BEGIN`, the operation's one prepared statement and `COMMIT` in one flight.
-///
-/// Each is written on its future's first poll, in `join` order: the statement is prepared, so
-/// its execution needs no Parse round trip that `COMMIT` could overtake. If the statement fails,
-/// the database turns the `COMMIT` into a rollback. If the connection breaks, `COMMIT` may
-/// already have run: the outcome is unknown, as for a failed `COMMIT`.
-async fn one_flight<O: Operation>(
-    conn: &AsyncPgConnection,
-    op: &O,
-    begin: &str,
-) -> Result<O::Output, TransactionFailure> {
-    let (mut begin_conn, mut end_conn) = (conn, conn);
-    let (begun, ran, committed) =
-        futures_util::join!(begin_conn.batch_execute(begin), op.run(conn), end_conn.batch_execute("COMMIT"));
-    match (begun, ran, committed) {
-        (Ok(()), Ok(output), Ok(())) => Ok(output),
-        (Err(e), _, Err(_)) | (_, Err(e), Err(_)) | (_, Ok(_), Err(e)) => Err((Phase::Commit, e, true)),
-        (Err(e), _, Ok(())) | (Ok(()), Err(e), Ok(())) => Err((Phase::Statement, e, false)),
+        Err(e) => {
+            // A failed rollback leaves the connection broken; the pool then discards it.
+            let _ = <AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::rollback_transaction(conn).await;
+            Err((Phase::Statement, e))
+        }
     }
 }
 

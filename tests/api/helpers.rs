@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use checkpointd::app::Application;
 use checkpointd::config::{
-    AuthConfig, Config, DatabaseFlags, PoolConfig, Secret, ServerConfig, SslMode, StorageConfig, resolve_database,
+    AuthConfig, CoalescingConfig, Config, DatabaseFlags, PoolConfig, Secret, ServerConfig, SslMode, StorageConfig,
+    resolve_database,
 };
 use checkpointd::domain::Limits;
 use checkpointd::grpc::pb;
@@ -117,6 +118,7 @@ pub fn test_config(database_url: &str) -> Config {
             idle_in_transaction_timeout: database.idle_in_transaction_timeout,
             list_page_size: 7,
             default_deadline: Duration::from_secs(20),
+            put_coalescing: Some(CoalescingConfig { max_transactions: 4, max_batch: 64 }),
         },
         monitor: MonitorConfig {
             enabled: true,

@@ -152,3 +152,65 @@ async fn puts_are_idempotent() {
     };
     assert_eq!(counts, (1, 1));
 }
+
+/// Many agents putting at once: their Puts share transactions, and every caller is answered
+/// with its own checkpoint, which is then stored with its own blob and parent.
+#[tokio::test]
+async fn concurrent_puts_sharing_commits_each_store_their_own_checkpoint() {
+    let app = spawn_app().await;
+    let mut calls = Vec::new();
+    for agent in 0..48 {
+        let mut client = app.client.clone();
+        calls.push(tokio::spawn(async move {
+            let thread = format!("agent-{agent}");
+            let mut stored = Vec::new();
+            for step in 0..4 {
+                let id = format!("c{step}");
+                let parent = (step > 0).then(|| format!("c{}", step - 1));
+                let mut request = put(&thread, "", &id, parent.as_deref());
+                request.checkpoint_json = document(&id, json!({}), json!({"ch": step.to_string()}));
+                request.blobs = vec![blob("ch", &step.to_string(), format!("{thread}/{step}").as_bytes())];
+                let config = client.put(request).await.expect("put").into_inner().config.expect("config");
+                stored.push((config.thread_id, config.checkpoint_id));
+            }
+            stored
+        }));
+    }
+    for (agent, call) in calls.into_iter().enumerate() {
+        let thread = format!("agent-{agent}");
+        let stored = call.await.expect("agent");
+        let expected: Vec<(String, String)> = (0..4).map(|step| (thread.clone(), format!("c{step}"))).collect();
+        assert_eq!(stored, expected, "each caller is answered with its own checkpoint");
+    }
+    let mut client = app.client.clone();
+    for agent in [0, 17, 47] {
+        let thread = format!("agent-{agent}");
+        let tuple = get(&mut client, &thread, "", None).await.expect("stored");
+        assert_eq!(tuple.config.expect("config").checkpoint_id, "c3");
+        assert_eq!(tuple.parent_config.expect("parent").checkpoint_id, "c2");
+        assert_eq!(tuple.channel_values, vec![blob("ch", "3", format!("{thread}/3").as_bytes())]);
+    }
+}
+
+/// Concurrent Puts of one checkpoint cannot share a statement (an upsert touches a row once per
+/// statement): they run one after another, all succeed, and one of them is what is stored.
+#[tokio::test]
+async fn concurrent_puts_of_the_same_checkpoint_all_succeed() {
+    let app = spawn_app().await;
+    let mut calls = Vec::new();
+    for writer in 0..16 {
+        let mut client = app.client.clone();
+        calls.push(tokio::spawn(async move {
+            let mut request = put("same", "", "c1", None);
+            request.metadata_json = format!(r#"{{"source": "loop", "step": {writer}}}"#).into_bytes();
+            client.put(request).await.map(drop)
+        }));
+    }
+    for call in calls {
+        call.await.expect("writer").expect("every put succeeds");
+    }
+    let mut client = app.client.clone();
+    let tuple = get(&mut client, "same", "", Some("c1")).await.expect("stored");
+    let step = json(&tuple.metadata_json)["step"].as_i64().expect("a step");
+    assert!((0..16).contains(&step), "one writer's metadata is stored: {step}");
+}

@@ -46,10 +46,10 @@ impl Operation for CopyThreadOp<'_> {
         Access::ReadWrite
     }
 
-    fn run<'c>(&'c self, mut conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
+    fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
         let statement = Statement::new(COPY_THREAD_SQL)
             .bind::<Text, _>(&self.0.source_thread_id)
             .bind::<Text, _>(&self.0.target_thread_id);
-        async move { statement.execute(&mut conn).await.map(drop) }.boxed()
+        async move { statement.execute(conn).await.map(drop) }.boxed()
     }
 }

@@ -35,9 +35,9 @@ impl Operation for DeleteThreadOp<'_> {
         Access::ReadWrite
     }
 
-    fn run<'c>(&'c self, mut conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
+    fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
         let statement = Statement::new(DELETE_THREAD_SQL).bind::<Text, _>(self.0);
-        async move { statement.execute(&mut conn).await.map(drop) }.boxed()
+        async move { statement.execute(conn).await.map(drop) }.boxed()
     }
 }
 
@@ -91,10 +91,10 @@ impl Operation for DeleteForRunsOp<'_> {
         Access::ReadWrite
     }
 
-    fn run<'c>(&'c self, mut conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
+    fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
         let statement = Statement::new(DELETE_FOR_RUNS_SQL)
             .bind::<Array<Text>, _>(&self.0.run_ids)
             .bind::<diesel::sql_types::Nullable<Array<Text>>, _>(self.0.thread_prefixes.as_deref());
-        async move { statement.execute(&mut conn).await.map(drop) }.boxed()
+        async move { statement.execute(conn).await.map(drop) }.boxed()
     }
 }

@@ -6,8 +6,6 @@
 //! cursor never skips or repeats a row; when thread and namespace are fixed the page is a range
 //! scan of the primary key.
 
-use std::borrow::Cow;
-
 use diesel::QueryResult;
 use diesel::sql_types::{BigInt, Jsonb, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -142,14 +140,10 @@ impl Operation for ListPageOp<'_> {
         Access::ReadOnly
     }
 
-    fn sole_statement(&self) -> Option<Cow<'_, str>> {
-        Some(Cow::Owned(self.statement().sql().to_owned()))
-    }
-
-    fn run<'c>(&'c self, mut conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<Self::Output>> {
+    fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<Self::Output>> {
         let statement = self.statement();
         async move {
-            let rows: Vec<TupleRow> = statement.load(&mut conn).await?;
+            let rows: Vec<TupleRow> = statement.load(conn).await?;
             Ok(rows.into_iter().map(TupleRow::into_tuple).collect())
         }
         .boxed()

@@ -12,8 +12,6 @@ mod put;
 mod read;
 mod writes;
 
-use std::borrow::Cow;
-
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
@@ -22,7 +20,7 @@ pub(crate) use copy::CopyThreadOp;
 pub(crate) use delete::{DeleteForRunsOp, DeleteThreadOp};
 pub(crate) use list::{ListCursor, ListPageOp};
 pub(crate) use prune::{KeepLatestOutcome, PruneDeleteOp, PruneKeepLatestOp, RefuseDeltaThreadsOp};
-pub(crate) use put::{PUT_SQL, PutOp};
+pub(crate) use put::{PUT_SQL, PutManyOp, PutOp};
 pub(crate) use read::{GET_LATEST_SQL, GetTupleOp};
 pub(crate) use writes::{PutWritesOp, put_writes_sql};
 
@@ -56,14 +54,6 @@ pub(crate) trait Operation: Sync {
     /// The transaction mode it needs.
     fn access(&self) -> Access;
 
-    /// The SQL of the operation's only statement, when it sends exactly one (the same text
-    /// `run` sends). Once that statement is prepared on a connection, the runner can pipeline
-    /// `COMMIT` right behind it, making the whole transaction one round trip.
-    fn sole_statement(&self) -> Option<Cow<'_, str>> {
-        None
-    }
-
-    /// Runs the statements. The connection is inside a transaction (whose `BEGIN` may still be
-    /// in flight: its first statement is pipelined after it); do not commit.
-    fn run<'c>(&'c self, conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<Self::Output>>;
+    /// Runs the statements, one at a time. The connection is inside a transaction; do not commit.
+    fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<Self::Output>>;
 }

@@ -127,9 +127,9 @@ impl Operation for PruneDeleteOp<'_> {
         Access::ReadWrite
     }
 
-    fn run<'c>(&'c self, mut conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
+    fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
         let statement = Statement::new(DELETE_THREADS_SQL).bind::<Array<Text>, _>(self.0);
-        async move { statement.execute(&mut conn).await.map(drop) }.boxed()
+        async move { statement.execute(conn).await.map(drop) }.boxed()
     }
 }
 
@@ -157,14 +157,13 @@ impl Operation for RefuseDeltaThreadsOp<'_> {
         Access::ReadOnly
     }
 
-    fn run<'c>(&'c self, conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<Vec<String>>> {
+    fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<Vec<String>>> {
         async move { delta_threads(conn, self.0).await }.boxed()
     }
 }
 
-async fn delta_threads(mut conn: &AsyncPgConnection, thread_ids: &[String]) -> QueryResult<Vec<String>> {
-    let rows: Vec<ThreadRow> =
-        Statement::new(DELTA_THREADS_SQL).bind::<Array<Text>, _>(thread_ids).load(&mut conn).await?;
+async fn delta_threads(conn: &mut AsyncPgConnection, thread_ids: &[String]) -> QueryResult<Vec<String>> {
+    let rows: Vec<ThreadRow> = Statement::new(DELTA_THREADS_SQL).bind::<Array<Text>, _>(thread_ids).load(conn).await?;
     let mut threads: Vec<String> = rows.into_iter().map(|r| r.thread_id).collect();
     threads.sort();
     threads.dedup();
@@ -241,24 +240,20 @@ impl Operation for PruneKeepLatestOp<'_> {
         Access::Snapshot
     }
 
-    fn run<'c>(&'c self, conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<KeepLatestOutcome>> {
+    fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<KeepLatestOutcome>> {
         async move { keep_latest(conn, self.0).await }.boxed()
     }
 }
 
-async fn keep_latest(mut conn: &AsyncPgConnection, thread_id: &str) -> QueryResult<KeepLatestOutcome> {
-    let heads: Vec<Head> = Statement::new(HEADS_SQL).bind::<Text, _>(thread_id).load(&mut conn).await?;
+async fn keep_latest(conn: &mut AsyncPgConnection, thread_id: &str) -> QueryResult<KeepLatestOutcome> {
+    let heads: Vec<Head> = Statement::new(HEADS_SQL).bind::<Text, _>(thread_id).load(conn).await?;
     if !delta_threads(conn, &[thread_id.to_owned()]).await?.is_empty() {
         return Ok(KeepLatestOutcome::UsesDeltaChannel);
     }
     let plan = plan_keep_latest(&heads);
     if !plan.calls.is_empty() {
         let calls: Vec<&str> = plan.calls.iter().map(String::as_str).collect();
-        Statement::new(DELETE_CALLS_SQL)
-            .bind::<Text, _>(thread_id)
-            .bind::<Array<Text>, _>(calls)
-            .execute(&mut conn)
-            .await?;
+        Statement::new(DELETE_CALLS_SQL).bind::<Text, _>(thread_id).bind::<Array<Text>, _>(calls).execute(conn).await?;
     }
     for (ns, ids) in plan.kept.iter().filter(|(ns, _)| !plan.calls.contains(*ns)) {
         prune_namespace(conn, thread_id, ns, ids).await?;
@@ -274,17 +269,17 @@ struct BlobKey {
     version: String,
 }
 
-async fn prune_namespace(mut conn: &AsyncPgConnection, thread_id: &str, ns: &str, kept: &[String]) -> QueryResult<()> {
+async fn prune_namespace(conn: &mut AsyncPgConnection, thread_id: &str, ns: &str, kept: &[String]) -> QueryResult<()> {
     let scoped = |sql: &'static str| Statement::new(sql).bind::<Text, _>(thread_id).bind::<Text, _>(ns);
-    scoped(DELETE_UNKEPT_WRITES_SQL).bind::<Array<Text>, _>(kept).execute(&mut conn).await?;
-    let freed: Vec<BlobKey> = scoped(DELETE_UNKEPT_SQL).bind::<Array<Text>, _>(kept).load(&mut conn).await?;
-    scoped(NULL_DANGLING_PARENTS_SQL).bind::<Array<Text>, _>(kept).execute(&mut conn).await?;
+    scoped(DELETE_UNKEPT_WRITES_SQL).bind::<Array<Text>, _>(kept).execute(conn).await?;
+    let freed: Vec<BlobKey> = scoped(DELETE_UNKEPT_SQL).bind::<Array<Text>, _>(kept).load(conn).await?;
+    scoped(NULL_DANGLING_PARENTS_SQL).bind::<Array<Text>, _>(kept).execute(conn).await?;
     if freed.is_empty() {
         return Ok(());
     }
-    let referenced: Vec<BlobKey> = scoped(REFERENCED_BLOBS_SQL).load(&mut conn).await?;
+    let referenced: Vec<BlobKey> = scoped(REFERENCED_BLOBS_SQL).load(conn).await?;
     for (channel, versions) in garbage_blobs(freed, referenced) {
-        scoped(DELETE_BLOBS_SQL).bind::<Text, _>(channel).bind::<Array<Text>, _>(versions).execute(&mut conn).await?;
+        scoped(DELETE_BLOBS_SQL).bind::<Text, _>(channel).bind::<Array<Text>, _>(versions).execute(conn).await?;
     }
     Ok(())
 }

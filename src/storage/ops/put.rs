@@ -1,7 +1,5 @@
 //! Put: the blob values of new channel versions, then the checkpoint row, in one statement.
 
-use std::borrow::Cow;
-
 use diesel::QueryResult;
 use diesel::sql_types::{Array, Bytea, Jsonb, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -45,11 +43,7 @@ impl Operation for PutOp<'_> {
         Access::ReadWrite
     }
 
-    fn sole_statement(&self) -> Option<Cow<'_, str>> {
-        Some(Cow::Borrowed(PUT_SQL))
-    }
-
-    fn run<'c>(&'c self, mut conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
+    fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
         let put = self.0;
         let blobs = &put.blobs;
         let statement = Statement::new(PUT_SQL)
@@ -63,6 +57,63 @@ impl Operation for PutOp<'_> {
             .bind::<Nullable<Text>, _>(put.parent_checkpoint_id.as_deref())
             .bind::<Jsonb, _>(JsonText(put.checkpoint.as_str()))
             .bind::<Jsonb, _>(JsonText(put.metadata.as_str()));
-        async move { statement.execute(&mut conn).await.map(drop) }.boxed()
+        async move { statement.execute(conn).await.map(drop) }.boxed()
+    }
+}
+
+/// Several checkpoints with their blobs in one statement: [`PUT_SQL`] over arrays. Keys must be
+/// distinct within a batch (an upsert cannot touch one row twice in one statement).
+const PUT_MANY_SQL: &str = r#"WITH new_blobs AS (
+    INSERT INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
+    SELECT b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[])
+        AS b(thread_id, checkpoint_ns, channel, version, type, blob)
+    ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
+)
+INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
+SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.checkpoint, c.metadata
+FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::jsonb[])
+    AS c(thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
+ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id)
+DO UPDATE SET checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata"#;
+
+/// Saves several checkpoints (with distinct keys) and their blobs in one statement.
+pub(crate) struct PutManyOp<'a>(pub(crate) &'a [&'a PutCheckpoint]);
+
+impl Operation for PutManyOp<'_> {
+    type Output = ();
+
+    fn name(&self) -> &'static str {
+        "put"
+    }
+
+    fn db_operation(&self) -> &'static str {
+        "INSERT"
+    }
+
+    fn access(&self) -> Access {
+        Access::ReadWrite
+    }
+
+    fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
+        let puts = self.0;
+        let blobs: Vec<(&PutCheckpoint, &crate::domain::ChannelBlob)> =
+            puts.iter().flat_map(|put| put.blobs.iter().map(move |blob| (*put, blob))).collect();
+        let statement = Statement::new(PUT_MANY_SQL)
+            .bind::<Array<Text>, _>(blobs.iter().map(|(put, _)| put.thread_id.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(blobs.iter().map(|(put, _)| put.checkpoint_ns.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(blobs.iter().map(|(_, b)| b.channel.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(blobs.iter().map(|(_, b)| b.version.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(blobs.iter().map(|(_, b)| b.value.type_tag.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Bytea>>, _>(blobs.iter().map(|(_, b)| b.value.data.as_deref()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(puts.iter().map(|p| p.thread_id.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(puts.iter().map(|p| p.checkpoint_ns.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(puts.iter().map(|p| p.checkpoint_id.as_str()).collect::<Vec<_>>())
+            .bind::<Array<Nullable<Text>>, _>(
+                puts.iter().map(|p| p.parent_checkpoint_id.as_deref()).collect::<Vec<_>>(),
+            )
+            .bind::<Array<Jsonb>, _>(puts.iter().map(|p| JsonText(p.checkpoint.as_str())).collect::<Vec<_>>())
+            .bind::<Array<Jsonb>, _>(puts.iter().map(|p| JsonText(p.metadata.as_str())).collect::<Vec<_>>());
+        async move { statement.execute(conn).await.map(drop) }.boxed()
     }
 }

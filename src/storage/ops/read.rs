@@ -2,8 +2,6 @@
 //!
 //! One statement per page of checkpoints returns each row with its blob values, its pending
 //! writes and (for pre-v4 documents) its parent's pending sends, as parallel arrays.
-
-use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use diesel::QueryResult;
@@ -214,11 +212,7 @@ impl Operation for GetTupleOp<'_> {
         Access::ReadOnly
     }
 
-    fn sole_statement(&self) -> Option<Cow<'_, str>> {
-        Some(Cow::Borrowed(self.sql()))
-    }
-
-    fn run<'c>(&'c self, mut conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<Self::Output>> {
+    fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<Self::Output>> {
         let get = self.0;
         let statement = Statement::new(self.sql()).bind::<Text, _>(&get.thread_id).bind::<Text, _>(&get.checkpoint_ns);
         let statement = match &get.checkpoint_id {
@@ -226,7 +220,7 @@ impl Operation for GetTupleOp<'_> {
             None => statement,
         };
         async move {
-            let rows: Vec<TupleRow> = statement.load(&mut conn).await?;
+            let rows: Vec<TupleRow> = statement.load(conn).await?;
             Ok(rows.into_iter().next().map(TupleRow::into_tuple))
         }
         .boxed()

@@ -1,6 +1,4 @@
 //! PutWrites: one task's pending writes, inserted with LangGraph's conflict rule.
-
-use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use diesel::QueryResult;
@@ -54,11 +52,7 @@ impl Operation for PutWritesOp<'_> {
         Access::ReadWrite
     }
 
-    fn sole_statement(&self) -> Option<Cow<'_, str>> {
-        Some(Cow::Borrowed(put_writes_sql(self.0.conflict)))
-    }
-
-    fn run<'c>(&'c self, mut conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
+    fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
         let put = self.0;
         let writes = &put.writes;
         let statement = Statement::new(put_writes_sql(put.conflict))
@@ -73,6 +67,6 @@ impl Operation for PutWritesOp<'_> {
             .bind::<Array<Bytea>, _>(
                 writes.iter().map(|w| w.value.data.as_deref().unwrap_or_default()).collect::<Vec<_>>(),
             );
-        async move { statement.execute(&mut conn).await.map(drop) }.boxed()
+        async move { statement.execute(conn).await.map(drop) }.boxed()
     }
 }

@@ -1,8 +1,6 @@
 //! Our bb8 connection manager: diesel-async connections over tokio-postgres and rustls, validated
 //! on checkout with a bounded ping, and discarded whenever their state is in doubt.
 
-use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
 use std::io;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -22,9 +20,6 @@ pub struct PgConn {
     expires_at: Instant,
     last_used: Instant,
     in_flight: bool,
-    /// Hashes of the statements run successfully here, so known to be in diesel-async's
-    /// statement cache; `None` when the cache is off (behind a transaction-mode pooler).
-    prepared: Option<HashSet<u64>>,
 }
 
 impl std::fmt::Debug for PgConn {
@@ -47,28 +42,9 @@ impl PgConn {
         self.last_used = Instant::now();
     }
 
-    /// True when `sql` ran successfully on this connection and stays prepared here, so its next
-    /// execution sends no Parse round trip first.
-    pub fn is_prepared(&self, sql: &str) -> bool {
-        self.prepared.as_ref().is_some_and(|known| known.contains(&sql_hash(sql)))
-    }
-
-    /// Records that `sql` ran successfully (and so was prepared and cached) here.
-    pub fn remember_prepared(&mut self, sql: &str) {
-        if let Some(known) = &mut self.prepared {
-            known.insert(sql_hash(sql));
-        }
-    }
-
     fn expired(&self) -> bool {
         Instant::now() >= self.expires_at
     }
-}
-
-fn sql_hash(sql: &str) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    sql.hash(&mut hasher);
-    hasher.finish()
 }
 
 impl Deref for PgConn {
@@ -208,13 +184,7 @@ impl Manager {
         self.counters.set_last_connect_error(None);
         let jitter = self.lifetime_jitter.mul_f64(rand::random::<f64>());
         let now = Instant::now();
-        Ok(PgConn {
-            conn,
-            expires_at: now + self.max_lifetime + jitter,
-            last_used: now,
-            in_flight: false,
-            prepared: self.statement_cache.then(HashSet::new),
-        })
+        Ok(PgConn { conn, expires_at: now + self.max_lifetime + jitter, last_used: now, in_flight: false })
     }
 
     async fn ping(&self, conn: &mut PgConn) -> Result<(), ConnectError> {

@@ -42,18 +42,21 @@ export const protobufFileName = "checkpoint/v1/checkpoint.proto";
  * the type string byte for byte.
  *
  * JSON documents (the checkpoint, its metadata and the metadata filter) travel as UTF-8 JSON text in
- * `bytes` fields. The server validates them (well-formed JSON, an object at the top, nesting at most 128
+ * `bytes` fields. The server validates them (well-formed JSON, an object at the top, nesting at most 256
  * deep, no NUL character in any string or key, which PostgreSQL's JSONB rejects) and stores them as
  * JSONB. Reads return PostgreSQL's own JSONB text rendering: the same document, with keys possibly
  * reordered and whitespace normalised.
  *
  * Errors. Every RPC answers with one of these gRPC status codes, and a message a person can act on:
  *   INVALID_ARGUMENT    a field is malformed: an empty or oversized id, invalid JSON, a NUL character,
- *                       an unknown enum value. The message names the field. Nothing was written.
+ *                       an unknown enum value, or the message is not valid protobuf. The message names
+ *                       the field. Nothing was written.
  *   UNAUTHENTICATED     authentication is enabled and the call carries no valid bearer token.
- *   PERMISSION_DENIED   the token is valid but not allowed to touch this thread.
- *   RESOURCE_EXHAUSTED  a message is over the size limit, or the server's connection pool is saturated
- *                       (retry with backoff; the trailer `grpc-retry-pushback-ms` may say when).
+ *   PERMISSION_DENIED   the token is valid but scoped to thread-id prefixes that exclude a thread the
+ *                       call names (a scoped List or DeleteForRuns without a thread only sees its own).
+ *   RESOURCE_EXHAUSTED  a message is over the size limit, the server is handling its maximum number of
+ *                       calls, or its connection pool is saturated (retry with backoff; the trailer
+ *                       `grpc-retry-pushback-ms` may say when).
  *   FAILED_PRECONDITION the operation cannot apply to this data (e.g. Prune keep_latest on a thread
  *                       that uses a DeltaChannel). Nothing was changed.
  *   UNAVAILABLE         the database could not be reached or the connection was lost. Safe to retry:
@@ -70,8 +73,9 @@ export const protobufFileName = "checkpoint/v1/checkpoint.proto";
  *
  * Limits (enforced before any database work, INVALID_ARGUMENT when exceeded): thread_id at most 512 bytes,
  * checkpoint_ns 1024, checkpoint_id 256, channel 512, version 256, task_id 256, task_path 4096,
- * TypedValue.type 256, run_id 256. Message sizes are limited by the server's configuration
- * (64 MiB by default).
+ * TypedValue.type 256, run_id 256, 10,000 ids per DeleteForRuns or Prune, filter_json 16 KiB, List
+ * limit 10,000,000. Ids that must be present must not be empty. Message sizes are limited by the
+ * server's configuration (64 MiB by default; RESOURCE_EXHAUSTED beyond).
  *
  * Metadata (gRPC headers) understood by the server:
  *   authorization: Bearer <token>        when token authentication is enabled

@@ -60,6 +60,8 @@ export interface GetStatusResponse {
   lastErrorAgeMs: bigint;
   /** Tokens left in the shared retry budget (retries stop below half of the maximum). */
   retryBudgetTokens: number;
+  /** Put coalescing (concurrent Puts sharing transactions); unset when it is off. */
+  putCoalescing: PutCoalescingStatus | undefined;
 }
 
 export interface GetStatusResponse_RetriesByClassEntry {
@@ -70,6 +72,17 @@ export interface GetStatusResponse_RetriesByClassEntry {
 export interface GetStatusResponse_FailuresByClassEntry {
   key: string;
   value: bigint;
+}
+
+export interface PutCoalescingStatus {
+  /** Puts waiting for a batch now. */
+  queued: bigint;
+  /** Batches run since start (a lone Put is a batch of one). */
+  batches: bigint;
+  /** Puts those batches held; puts / batches is the average batch size. */
+  puts: bigint;
+  /** Puts that found no free transaction within the pool's checkout wait (RESOURCE_EXHAUSTED). */
+  overloaded: bigint;
 }
 
 export interface PoolStatus {
@@ -157,6 +170,7 @@ function createBaseGetStatusResponse(): GetStatusResponse {
     lastErrorClass: "",
     lastErrorAgeMs: 0n,
     retryBudgetTokens: 0,
+    putCoalescing: undefined,
   };
 }
 
@@ -194,6 +208,9 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
     }
     if (message.retryBudgetTokens !== 0) {
       writer.uint32(73).double(message.retryBudgetTokens);
+    }
+    if (message.putCoalescing !== undefined) {
+      PutCoalescingStatus.encode(message.putCoalescing, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -289,6 +306,14 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
             message.retryBudgetTokens = reader.double();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.putCoalescing = PutCoalescingStatus.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -337,6 +362,9 @@ export const GetStatusResponse: MessageFns<GetStatusResponse> = {
       ? BigInt(object.lastErrorAgeMs)
       : 0n;
     message.retryBudgetTokens = object.retryBudgetTokens ?? 0;
+    message.putCoalescing = (object.putCoalescing !== undefined && object.putCoalescing !== null)
+      ? PutCoalescingStatus.fromPartial(object.putCoalescing)
+      : undefined;
     return message;
   },
 };
@@ -477,6 +505,111 @@ export const GetStatusResponse_FailuresByClassEntry: MessageFns<GetStatusRespons
     const message = createBaseGetStatusResponse_FailuresByClassEntry();
     message.key = object.key ?? "";
     message.value = (object.value !== undefined && object.value !== null) ? BigInt(object.value) : 0n;
+    return message;
+  },
+};
+
+function createBasePutCoalescingStatus(): PutCoalescingStatus {
+  return { queued: 0n, batches: 0n, puts: 0n, overloaded: 0n };
+}
+
+export const PutCoalescingStatus: MessageFns<PutCoalescingStatus> = {
+  encode(message: PutCoalescingStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.queued !== 0n) {
+      if (BigInt.asUintN(64, message.queued) !== message.queued) {
+        throw new globalThis.Error("value provided for field message.queued of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.queued);
+    }
+    if (message.batches !== 0n) {
+      if (BigInt.asUintN(64, message.batches) !== message.batches) {
+        throw new globalThis.Error("value provided for field message.batches of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.batches);
+    }
+    if (message.puts !== 0n) {
+      if (BigInt.asUintN(64, message.puts) !== message.puts) {
+        throw new globalThis.Error("value provided for field message.puts of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.puts);
+    }
+    if (message.overloaded !== 0n) {
+      if (BigInt.asUintN(64, message.overloaded) !== message.overloaded) {
+        throw new globalThis.Error("value provided for field message.overloaded of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.overloaded);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PutCoalescingStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePutCoalescingStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.queued = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.batches = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.puts = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.overloaded = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<PutCoalescingStatus>): PutCoalescingStatus {
+    return PutCoalescingStatus.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PutCoalescingStatus>): PutCoalescingStatus {
+    const message = createBasePutCoalescingStatus();
+    message.queued = (object.queued !== undefined && object.queued !== null) ? BigInt(object.queued) : 0n;
+    message.batches = (object.batches !== undefined && object.batches !== null) ? BigInt(object.batches) : 0n;
+    message.puts = (object.puts !== undefined && object.puts !== null) ? BigInt(object.puts) : 0n;
+    message.overloaded = (object.overloaded !== undefined && object.overloaded !== null)
+      ? BigInt(object.overloaded)
+      : 0n;
     return message;
   },
 };
