@@ -237,7 +237,7 @@ describe("CheckpointdClient against a fake server", () => {
       {},
       {
         getStatus: (_call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<diagnosticsProto.GetStatusResponse>) =>
-          cb(null, { version: "9.9.9", uptimeSeconds: 12n, databaseReachable: true, retriesByClass: { connection_lost: 3n }, failuresByClass: {}, lastErrorClass: "", lastErrorAgeMs: 0n, retryBudgetTokens: 7.5, pool: { maxSize: 16, connections: 2, idle: 2, waiting: 0n, waited: 0n, timedOut: 0n, connectionsCreated: 2n, connectFailures: 0n, connectionsClosed: {}, recreations: 0n } }),
+          cb(null, { version: "9.9.9", uptimeSeconds: 12n, databaseReachable: true, retriesByClass: { connection_lost: 3n }, failuresByClass: {}, lastErrorClass: "", lastErrorAgeMs: 0n, retryBudgetTokens: 7.5, pool: { maxSize: 16, connections: 2, idle: 2, waiting: 0n, waited: 0n, timedOut: 0n, connectionsCreated: 2n, connectFailures: 0n, connectionsClosed: {}, recreations: 0n }, putCoalescing: { queued: 0n, batches: 5n, puts: 9n, overloaded: 0n } }),
       },
     ).start();
     client = new CheckpointdClient(fake.target);
@@ -245,6 +245,7 @@ describe("CheckpointdClient against a fake server", () => {
     expect(st).toMatchObject({ version: "9.9.9", uptimeSeconds: 12n, databaseReachable: true, retryBudgetTokens: 7.5 });
     expect(st.retriesByClass).toEqual({ connection_lost: 3n });
     expect(st.pool?.maxSize).toBe(16);
+    expect(st.putCoalescing?.puts).toBe(9n);
   });
 
   it("rejects calls after close()", async () => {
