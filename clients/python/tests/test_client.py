@@ -32,6 +32,7 @@ from checkpointd_client import (
 )
 from checkpointd_client._proto.checkpoint.v1 import checkpoint_pb2 as pb
 from checkpointd_client._proto.checkpoint.v1 import checkpoint_pb2_grpc as pb_grpc
+from checkpointd_client.saver import _LastSizes
 
 # ---------------------------------------------------------------- a scriptable fake server
 
@@ -323,6 +324,78 @@ def test_async_methods_work_on_successive_event_loops(server) -> None:
     t.join()
     assert out == [first]
     saver.close()
+
+
+class _ThreadRecordingSerde(JsonPlusSerializer):
+    """Records the thread of every (de)serialization."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[int] = []
+
+    def dumps_typed(self, obj):
+        self.threads.append(threading.get_ident())
+        return super().dumps_typed(obj)
+
+    def loads_typed(self, data):
+        self.threads.append(threading.get_ident())
+        return super().loads_typed(data)
+
+
+async def test_small_values_are_serialized_on_the_loop_and_large_ones_in_a_thread(server) -> None:
+    serde = _ThreadRecordingSerde()
+    loop_thread = threading.get_ident()
+    small = {"x": 1}
+    large = {"x": "y" * (GrpcCheckpointSaver.inline_serde_max_bytes + 1)}
+
+    def checkpoint(value: dict, version: int) -> dict:
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"v": value}
+        cp["channel_versions"] = {"v": version}
+        return cp
+
+    async with GrpcCheckpointSaver(server.target, serde=serde) as saver:
+        config = {"configurable": {"thread_id": f"inline-{uuid.uuid4()}", "checkpoint_ns": ""}}
+        config = await saver.aput(config, checkpoint(small, 1), {}, {"v": 1})
+        await saver.aput_writes(config, [("w", small)], "task")
+        assert (await saver.aget_tuple(config)).checkpoint["channel_values"]["v"] == small
+        assert set(serde.threads) == {loop_thread}
+
+        # The first large value of a channel is dumped inline (its size is not known yet), the
+        # next ones in a worker thread; a large row is loaded in a worker thread.
+        serde.threads.clear()
+        config = await saver.aput(config, checkpoint(large, 2), {}, {"v": 2})
+        config = await saver.aput(config, checkpoint(large, 3), {}, {"v": 3})
+        await saver.aput_writes(config, [("w", large)], "task")
+        await saver.aput_writes(config, [("w", large)], "task2")
+        assert (await saver.aget_tuple(config)).pending_writes[0][2] == large
+        assert serde.threads[0] == loop_thread and serde.threads[2] == loop_thread
+        assert loop_thread not in serde.threads[1:2] + serde.threads[3:]
+
+        # A channel that became small again is back on the loop (after one dump in a thread).
+        config = await saver.aput(config, checkpoint(small, 4), {}, {"v": 4})
+        serde.threads.clear()
+        config = await saver.aput(config, checkpoint(small, 5), {}, {"v": 5})
+        assert (await saver.aget_tuple(config)).checkpoint["channel_values"]["v"] == small
+        assert set(serde.threads) == {loop_thread}
+
+        # inline_serde_max_bytes = 0: always a worker thread, as AsyncPostgresSaver does.
+        saver.inline_serde_max_bytes = 0
+        serde.threads.clear()
+        config = await saver.aput(config, checkpoint(small, 6), {}, {"v": 6})
+        await saver.aput_writes(config, [("w", small)], "task")
+        assert (await saver.aget_tuple(config)).checkpoint["channel_values"]["v"] == small
+        assert len(serde.threads) == 4 and loop_thread not in serde.threads
+
+
+def test_remembered_sizes_are_bounded_and_drop_the_least_recently_dumped() -> None:
+    sizes = _LastSizes(max_entries=3)
+    for key in ("a", "b", "c"):
+        sizes.record(key, 1)
+    sizes.record("a", 5)  # now the most recent
+    sizes.record("d", 2)  # over the bound: "b" goes
+    assert sizes.total(["a", "b", "c", "d"]) == 8
+    assert sizes.total(["b"]) == 0
 
 
 async def test_setup_is_a_noop_both_ways(server) -> None:

@@ -22,12 +22,13 @@ including one running an event loop) and async over ``grpc.aio``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import random
-from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Hashable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from langchain_core.runnables import RunnableConfig
@@ -58,6 +59,7 @@ PRUNE_STRATEGIES = {
     "delete": pb.PRUNE_STRATEGY_DELETE,
 }
 _UINT32_MAX = 2**32 - 1
+_T = TypeVar("_T")
 
 
 class _Ready:
@@ -144,6 +146,41 @@ def _typed_value(type_: str, data: bytes | None) -> pb.TypedValue:
     return pb.TypedValue(type=type_, data=bytes(data))
 
 
+def _row_size(value: dict[str, Any]) -> int:
+    """The serialized bytes that loading a row (see ``_row``) deserializes: blobs and writes."""
+    blobs = sum(len(data) for _, type_, data in value["channel_values"] or () if data and type_ != "empty")
+    return blobs + sum(len(w[3]) for w in value["pending_writes"] or ())
+
+
+class _LastSizes:
+    """The serialized size of the value last dumped per key (thread, namespace, channel).
+
+    Writes do not know the size of a value before dumping it; the size the same key had the last
+    time is the guess. Holds at most ``max_entries`` keys, dropping the least recently dumped.
+    """
+
+    __slots__ = ("_sizes", "max_entries")
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._sizes: dict[Hashable, int] = {}
+        self.max_entries = max_entries
+
+    def total(self, keys: Iterable[Hashable]) -> int:
+        """The last sizes of ``keys`` added up; a key not seen yet counts as 0."""
+        get = self._sizes.get
+        return sum(get(key, 0) for key in keys)
+
+    def record(self, key: Hashable, size: int) -> None:
+        """Remember ``size`` as the last size of ``key``, dropping the oldest key when full."""
+        sizes = self._sizes
+        sizes.pop(key, None)  # re-inserted last: the dict's order is the order of the dumps
+        sizes[key] = size
+        if len(sizes) > self.max_entries:
+            # Another thread (event loop) may change the dict meanwhile: then a later call evicts.
+            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+                del sizes[next(iter(sizes))]
+
+
 class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
     """A LangGraph checkpointer that stores checkpoints in checkpointd over gRPC.
 
@@ -157,6 +194,11 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
 
     Use it as a context manager (``with`` / ``async with``) or call ``close()`` / ``aclose()``.
     """
+
+    inline_serde_max_bytes: int = 32 * 1024
+    """The async methods (de)serialize a call's values on the event loop when they add up to at
+    most this many serialized bytes (a thread hop costs more than that), else in a worker thread.
+    ``0``: always in a worker thread, as ``AsyncPostgresSaver`` does. Settable per instance."""
 
     def __init__(
         self,
@@ -177,6 +219,10 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
             raise ValueError("pass either target (with channel options) or client, not both")
         self.client = client
         self._owns_client = bool(owns_client)
+        # Sizes of the last blob and the last write per (thread, namespace, channel), kept apart:
+        # a channel's writes are often much smaller than its value (e.g. one message vs the list).
+        self._blob_sizes = _LastSizes()
+        self._write_sizes = _LastSizes()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -459,7 +505,9 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
             )
         ]
 
-    def _make_tuple(self, value: dict[str, Any], pending_writes: list[tuple[str, str, Any]]) -> CheckpointTuple:
+    def _make_tuple(self, value: dict[str, Any]) -> CheckpointTuple:
+        """The tuple of a row (see ``_row``): deserializes its pending writes and blobs."""
+        pending_writes = self._load_writes(value["pending_writes"])
         return CheckpointTuple(
             {
                 "configurable": {
@@ -491,13 +539,11 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
         )
 
     def _load_tuple(self, t: pb.CheckpointTuple, fold_sends: bool = True) -> CheckpointTuple:
-        value = self._row(t, fold_sends)
-        return self._make_tuple(value, self._load_writes(value["pending_writes"]))
+        return self._make_tuple(self._row(t, fold_sends))
 
     async def _aload_tuple(self, t: pb.CheckpointTuple, fold_sends: bool = True) -> CheckpointTuple:
         value = self._row(t, fold_sends)
-        writes = await asyncio.to_thread(self._load_writes, value["pending_writes"])
-        return self._make_tuple(value, writes)
+        return await self._aserde(_row_size(value), self._make_tuple, value)
 
     @staticmethod
     def _fold_in_list(first_thread: list[str], t: pb.CheckpointTuple) -> bool:
@@ -612,6 +658,62 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
                 request = steps.send(resp.tuple if resp.HasField("tuple") else None)
         except StopIteration as done:
             return done.value
+
+    # --- (de)serialization in async methods: on the event loop, or in a worker thread
+
+    async def _aserde(self, size: int, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)`` on the event loop when ``size`` (serialized bytes) is at most
+        ``inline_serde_max_bytes``, else in a worker thread."""
+        limit = self.inline_serde_max_bytes
+        if 0 < limit and size <= limit:
+            return fn(*args)
+        return await asyncio.to_thread(fn, *args)
+
+    async def _adump_blobs(
+        self, thread_id: Any, checkpoint_ns: Any, values: dict[str, Any], versions: ChannelVersions
+    ) -> list[pb.ChannelBlob]:
+        """``_dump_blobs`` for ``aput``, on the loop or in a thread (see ``_adump``)."""
+        channels = [k for k in versions if k in values]  # the others get an "empty" marker
+        return await self._adump(
+            self._blob_sizes, (thread_id, checkpoint_ns), channels, self._dump_blobs, values, versions
+        )
+
+    async def _adump_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]]
+    ) -> list[pb.PutWritesRequest.Write]:
+        """``_dump_writes`` for ``aput_writes``, on the loop or in a thread (see ``_adump``).
+
+        A config without thread id or namespace fails after the dump (in ``_writes_request``), as
+        in ``put_writes``.
+        """
+        configurable = config.get("configurable") or {}
+        scope = (configurable.get("thread_id"), configurable.get("checkpoint_ns"))
+        return await self._adump(self._write_sizes, scope, [w[0] for w in writes], self._dump_writes, writes)
+
+    async def _adump(
+        self,
+        sizes: _LastSizes,
+        scope: tuple[Any, Any],
+        channels: Iterable[Any],
+        dump: Callable[..., list[Any]],
+        *args: Any,
+    ) -> list[Any]:
+        """``dump(*args)``, placed by ``_aserde`` by the sizes that ``channels`` of ``scope``
+        (thread id, namespace) had the last time (a channel not seen yet counts as small), then
+        records their new sizes.
+
+        So the first large value of a channel is dumped on the loop, the next ones in a thread;
+        and a channel that became small again is back on the loop after one dump in a thread.
+        """
+        thread_id, checkpoint_ns = _text(scope[0]), _text(scope[1])
+        dumped = await self._aserde(
+            sizes.total((thread_id, checkpoint_ns, channel) for channel in channels), dump, *args
+        )
+        for item in dumped:  # pb.ChannelBlob or pb.PutWritesRequest.Write
+            value = item.value
+            if value.type != "empty":  # a blob marking a channel without a value: nothing dumped
+                sizes.record((thread_id, checkpoint_ns, item.channel), len(value.data))
+        return dumped
 
     # ------------------------------------------------------------------ sync API
 
@@ -728,7 +830,7 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
         thread_id, ns, parent, copy, blob_values, blob_versions, next_config = self._split_put(
             config, checkpoint, new_versions
         )
-        blobs = await asyncio.to_thread(self._dump_blobs, blob_values, blob_versions) if blob_versions else []
+        blobs = await self._adump_blobs(thread_id, ns, blob_values, blob_versions) if blob_versions else []
         await self.client.aput(self._put_request(config, metadata, thread_id, ns, parent, copy, blobs))
         return next_config
 
@@ -740,7 +842,7 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
         task_path: str = "",
     ) -> None:
         all(w[0] in WRITES_IDX_MAP for w in writes)  # as the Postgres saver: each write is a pair
-        params = await asyncio.to_thread(self._dump_writes, writes)
+        params = await self._adump_writes(config, writes)
         req = self._writes_request(config, task_id, task_path, params)
         if req is not None:
             await self.client.aput_writes(req)
