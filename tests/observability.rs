@@ -120,6 +120,7 @@ fn harness() -> &'static Harness {
                     },
                     otlp: true,
                     prometheus: true,
+                    logs_to_stderr: false,
                 };
                 let telemetry = init_with_env(&config, &|name| env.get(name).cloned()).expect("telemetry");
                 let _ = ready.send(Harness { received, telemetry });

@@ -44,7 +44,8 @@ pub fn main() -> ExitCode {
     })
 }
 
-/// Servers export traces and metrics; one-shot commands only log.
+/// Servers export traces and metrics; one-shot commands only log, to stderr (their stdout is
+/// their result: a status, a benchmark table).
 fn telemetry_config(cli: &Cli) -> TelemetryConfig {
     let server = match &cli.command {
         Command::Serve(args) => Some(&args.server),
@@ -55,6 +56,7 @@ fn telemetry_config(cli: &Cli) -> TelemetryConfig {
         log: cli.log.config(),
         otlp: server.is_some(),
         prometheus: server.is_some_and(|s| s.metrics_listen.is_some()),
+        logs_to_stderr: server.is_none(),
     }
 }
 

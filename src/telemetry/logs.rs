@@ -6,6 +6,7 @@ use tracing::Level;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{FilterExt, filter_fn};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::LogFormat;
@@ -44,7 +45,7 @@ pub(crate) const CALL_SPAN: &str = "grpc.server";
 /// inside a call carries the call's fields (method, thread, `trace_id`). The finer spans (pool
 /// wait, database attempts) are for traces only: formatting them for logs cost about a tenth of
 /// the server's CPU per call, so with traces off they are never built.
-pub(crate) fn layer<S>(config: &LogConfig) -> Box<dyn Layer<S> + Send + Sync>
+pub(crate) fn layer<S>(config: &LogConfig, to_stderr: bool) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
 {
@@ -59,14 +60,16 @@ where
     })
     .with_max_level_hint(Level::INFO);
     let filter = directives.or(our_spans);
+    let writer = if to_stderr { BoxMakeWriter::new(std::io::stderr) } else { BoxMakeWriter::new(std::io::stdout) };
     match config.format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
             .json()
             .with_current_span(true)
             .with_span_list(false)
             .with_filter(filter)
             .boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_filter(filter).boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer).with_filter(filter).boxed(),
     }
 }
 

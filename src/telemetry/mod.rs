@@ -7,7 +7,8 @@
 
 mod logs;
 mod metrics;
-mod otlp;
+pub(crate) mod otlp;
+mod otlp_http;
 pub mod prometheus;
 
 use opentelemetry::propagation::TextMapCompositePropagator;
@@ -23,7 +24,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 pub(crate) use logs::CALL_SPAN;
 pub use logs::{LogConfig, filter_directive};
 pub use metrics::{RpcMetrics, observe_store};
-pub use otlp::{OtlpError, OtlpSettings};
+pub use otlp::{Endpoint, OtlpError, OtlpSettings, Protocol};
 
 /// What to set up.
 #[derive(Debug, Clone)]
@@ -34,6 +35,8 @@ pub struct TelemetryConfig {
     pub otlp: bool,
     /// Collect metrics for a Prometheus scrape endpoint.
     pub prometheus: bool,
+    /// Write log lines to stderr instead of stdout (commands whose stdout is their result).
+    pub logs_to_stderr: bool,
 }
 
 /// Telemetry could not be set up.
@@ -76,13 +79,13 @@ pub fn init_with_env(
     ]));
     let resource = otlp::resource(env);
     let tracer =
-        settings.traces.as_deref().map(|endpoint| otlp::tracer_provider(endpoint, resource.clone())).transpose()?;
+        settings.traces.as_ref().map(|endpoint| otlp::tracer_provider(endpoint, resource.clone())).transpose()?;
     let (meter, registry) = meter_provider(&settings, config.prometheus, resource)?;
     let spans = tracer.as_ref().map(|provider| {
         let only_ours = Targets::new().with_target("checkpointd", LevelFilter::INFO);
         tracing_opentelemetry::layer().with_tracer(provider.tracer("checkpointd")).with_filter(only_ours)
     });
-    tracing_subscriber::registry().with(logs::layer(&config.log)).with(spans).try_init()?;
+    tracing_subscriber::registry().with(logs::layer(&config.log, config.logs_to_stderr)).with(spans).try_init()?;
     if let Some(provider) = &tracer {
         opentelemetry::global::set_tracer_provider(provider.clone());
     }
@@ -90,8 +93,8 @@ pub fn init_with_env(
         opentelemetry::global::set_meter_provider(provider.clone());
     }
     tracing::info!(
-        traces = settings.traces.as_deref().unwrap_or("off"),
-        metrics = settings.metrics.as_deref().unwrap_or("off"),
+        traces = %settings.traces.as_ref().map_or_else(|| "off".to_owned(), ToString::to_string),
+        metrics = %settings.metrics.as_ref().map_or_else(|| "off".to_owned(), ToString::to_string),
         prometheus = config.prometheus,
         "telemetry configured"
     );

@@ -5,23 +5,56 @@
 //! compression and timeout variables, and the SDK reads `OTEL_TRACES_SAMPLER(_ARG)`,
 //! `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`. Export runs on the SDK's own threads with
 //! bounded queues: a slow or absent collector drops data and logs, it never blocks a call.
+//! `OTEL_EXPORTER_OTLP_PROTOCOL` (or its `_TRACES_` / `_METRICS_` variant) picks `grpc` (the
+//! default) or `http/protobuf`.
 
+use std::fmt;
 use std::time::Duration;
 
-use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig};
+use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::PeriodicReader;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+
+use super::otlp_http::RuntimeHttpClient;
 
 /// Where to export each signal, read from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OtlpSettings {
     /// The collector for spans; none exported when `None`.
-    pub traces: Option<String>,
+    pub traces: Option<Endpoint>,
     /// The collector for metrics; none exported when `None`.
-    pub metrics: Option<String>,
+    pub metrics: Option<Endpoint>,
     /// How often metrics are pushed (`OTEL_METRIC_EXPORT_INTERVAL`, milliseconds).
     pub metric_interval: Duration,
+}
+
+/// One signal's collector: the full URL the exporter sends to, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// For gRPC the collector's address; for HTTP the whole URL, path included.
+    pub url: String,
+    /// The OTLP transport.
+    pub protocol: Protocol,
+}
+
+/// The OTLP transports checkpointd speaks (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `grpc`, the default: plaintext or TLS (system roots).
+    Grpc,
+    /// `http/protobuf`: plaintext HTTP/1.1 POSTs, e.g. to a collector's port 4318.
+    HttpProtobuf,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let protocol = match self.protocol {
+            Protocol::Grpc => "grpc",
+            Protocol::HttpProtobuf => "http/protobuf",
+        };
+        write!(f, "{} ({protocol})", self.url)
+    }
 }
 
 impl OtlpSettings {
@@ -44,54 +77,105 @@ pub enum OtlpError {
     Build(#[from] opentelemetry_otlp::ExporterBuildError),
 }
 
+/// The process environment, or a stand-in for it in tests.
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Reads a variable, trimmed, treating an empty value as unset.
+fn value(env: Env<'_>, name: &str) -> Option<String> {
+    env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
 impl OtlpSettings {
     /// Reads the switches from `env`.
-    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, OtlpError> {
-        let value = |name: &str| env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        if value("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+    pub fn from_env(env: Env<'_>) -> Result<Self, OtlpError> {
+        if value(env, "OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
             return Ok(Self::off());
         }
-        for signal in ["TRACES_", "METRICS_", ""] {
-            let protocol = env(&format!("OTEL_EXPORTER_OTLP_{signal}PROTOCOL")).unwrap_or_default();
-            if !protocol.is_empty() && protocol != "grpc" {
-                return Err(OtlpError::Unsupported(format!(
-                    "OTEL_EXPORTER_OTLP_{signal}PROTOCOL={protocol} is not supported; checkpointd exports OTLP over gRPC (port 4317)"
-                )));
-            }
-        }
-        let common = value("OTEL_EXPORTER_OTLP_ENDPOINT");
-        let metric_interval = match value("OTEL_METRIC_EXPORT_INTERVAL") {
+        let metric_interval = match value(env, "OTEL_METRIC_EXPORT_INTERVAL") {
             Some(ms) => ms.parse::<u64>().map(Duration::from_millis).map_err(|_| {
                 OtlpError::Unsupported(format!("OTEL_METRIC_EXPORT_INTERVAL={ms} is not a number of milliseconds"))
             })?,
             None => DEFAULT_METRIC_INTERVAL,
         };
-        Ok(Self {
-            traces: value("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| common.clone()),
-            metrics: value("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT").or(common),
-            metric_interval,
-        })
+        Ok(Self { traces: endpoint(env, "TRACES")?, metrics: endpoint(env, "METRICS")?, metric_interval })
+    }
+}
+
+/// The endpoint of one signal (`TRACES` or `METRICS`), by the specification's rules: the
+/// signal's own variables win; a common HTTP endpoint gets the signal's path (`/v1/traces`).
+fn endpoint(env: Env<'_>, signal: &str) -> Result<Option<Endpoint>, OtlpError> {
+    let protocol = protocol(env, signal)?;
+    let url = match (value(env, &format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")), protocol) {
+        (Some(url), _) => url,
+        (None, Protocol::Grpc) => match value(env, "OTEL_EXPORTER_OTLP_ENDPOINT") {
+            Some(url) => url,
+            None => return Ok(None),
+        },
+        (None, Protocol::HttpProtobuf) => match value(env, "OTEL_EXPORTER_OTLP_ENDPOINT") {
+            Some(base) => format!("{}/v1/{}", base.trim_end_matches('/'), signal.to_ascii_lowercase()),
+            None => return Ok(None),
+        },
+    };
+    if protocol == Protocol::HttpProtobuf && !url.starts_with("http://") {
+        return Err(OtlpError::Unsupported(format!(
+            "{url}: OTLP over HTTP is plaintext (http://) only; use OTEL_EXPORTER_OTLP_PROTOCOL=grpc for TLS"
+        )));
+    }
+    Ok(Some(Endpoint { url, protocol }))
+}
+
+fn protocol(env: Env<'_>, signal: &str) -> Result<Protocol, OtlpError> {
+    let name = format!("OTEL_EXPORTER_OTLP_{signal}_PROTOCOL");
+    let (name, given) = match value(env, &name) {
+        Some(given) => (name, given),
+        None => {
+            ("OTEL_EXPORTER_OTLP_PROTOCOL".to_owned(), value(env, "OTEL_EXPORTER_OTLP_PROTOCOL").unwrap_or_default())
+        }
+    };
+    match given.as_str() {
+        "" | "grpc" => Ok(Protocol::Grpc),
+        "http/protobuf" => Ok(Protocol::HttpProtobuf),
+        other => Err(OtlpError::Unsupported(format!(
+            "{name}={other} is not supported; use grpc (port 4317) or http/protobuf (port 4318)"
+        ))),
     }
 }
 
 /// The resource describing this process; `OTEL_SERVICE_NAME` wins over the default name.
-pub fn resource(env: &dyn Fn(&str) -> Option<String>) -> Resource {
+pub fn resource(env: Env<'_>) -> Resource {
     let builder =
         Resource::builder().with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
     if env("OTEL_SERVICE_NAME").is_some() { builder.build() } else { builder.with_service_name("checkpointd").build() }
 }
 
-/// A tracer provider exporting spans to `endpoint` over OTLP/gRPC in batches. Needs a tokio
-/// runtime that outlives it (the gRPC channel's task runs there).
-pub fn tracer_provider(endpoint: &str, resource: Resource) -> Result<SdkTracerProvider, OtlpError> {
-    let exporter = SpanExporter::builder().with_tonic().with_endpoint(endpoint).build()?;
+/// A tracer provider exporting spans to `endpoint` in batches. Needs a tokio runtime that
+/// outlives it (the gRPC channel's task, or the HTTP requests, run there).
+pub fn tracer_provider(endpoint: &Endpoint, resource: Resource) -> Result<SdkTracerProvider, OtlpError> {
+    let exporter = match endpoint.protocol {
+        Protocol::Grpc => SpanExporter::builder().with_tonic().with_endpoint(&endpoint.url).build()?,
+        Protocol::HttpProtobuf => {
+            SpanExporter::builder().with_http().with_http_client(http_client()?).with_endpoint(&endpoint.url).build()?
+        }
+    };
     Ok(SdkTracerProvider::builder().with_resource(resource).with_batch_exporter(exporter).build())
 }
 
-/// A reader pushing metrics to `endpoint` over OTLP/gRPC every `interval`.
-pub fn metric_reader(endpoint: &str, interval: Duration) -> Result<PeriodicReader<MetricExporter>, OtlpError> {
-    let exporter = MetricExporter::builder().with_tonic().with_endpoint(endpoint).build()?;
+/// A reader pushing metrics to `endpoint` every `interval`.
+pub fn metric_reader(endpoint: &Endpoint, interval: Duration) -> Result<PeriodicReader<MetricExporter>, OtlpError> {
+    let exporter = match endpoint.protocol {
+        Protocol::Grpc => MetricExporter::builder().with_tonic().with_endpoint(&endpoint.url).build()?,
+        Protocol::HttpProtobuf => MetricExporter::builder()
+            .with_http()
+            .with_http_client(http_client()?)
+            .with_endpoint(&endpoint.url)
+            .build()?,
+    };
     Ok(PeriodicReader::builder(exporter).with_interval(interval).build())
+}
+
+fn http_client() -> Result<RuntimeHttpClient, OtlpError> {
+    RuntimeHttpClient::on_current_runtime()
+        .ok_or_else(|| OtlpError::Unsupported("OTLP over HTTP must be set up inside the tokio runtime".into()))
 }
 
 #[cfg(test)]
@@ -109,20 +193,41 @@ mod tests {
         assert_eq!(settings(&[]).expect("valid"), OtlpSettings::off());
     }
 
+    fn url(endpoint: &Option<Endpoint>) -> Option<(&str, Protocol)> {
+        endpoint.as_ref().map(|e| (e.url.as_str(), e.protocol))
+    }
+
     #[test]
     fn a_common_endpoint_exports_both_signals_and_a_signal_endpoint_only_its_own() {
         let both = settings(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317")]).expect("valid");
-        assert_eq!(
-            (both.traces.as_deref(), both.metrics.as_deref()),
-            (Some("http://collector:4317"), Some("http://collector:4317"))
-        );
+        assert_eq!(url(&both.traces), Some(("http://collector:4317", Protocol::Grpc)));
+        assert_eq!(url(&both.metrics), Some(("http://collector:4317", Protocol::Grpc)));
         let traces = settings(&[
             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:4317"),
             ("OTEL_METRIC_EXPORT_INTERVAL", "500"),
         ])
         .expect("valid");
-        assert_eq!((traces.traces.as_deref(), traces.metrics), (Some("http://t:4317"), None));
+        assert_eq!((url(&traces.traces), traces.metrics), (Some(("http://t:4317", Protocol::Grpc)), None));
         assert_eq!(traces.metric_interval, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn over_http_a_common_endpoint_gets_each_signals_path_and_a_signal_endpoint_is_kept() {
+        let http = settings(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:4318/custom"),
+        ])
+        .expect("valid");
+        assert_eq!(url(&http.traces), Some(("http://collector:4318/v1/traces", Protocol::HttpProtobuf)));
+        assert_eq!(url(&http.metrics), Some(("http://m:4318/custom", Protocol::HttpProtobuf)));
+        let mixed = settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+            ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf"),
+        ])
+        .expect("valid");
+        assert_eq!(url(&mixed.traces), Some(("http://c:4317", Protocol::Grpc)));
+        assert_eq!(url(&mixed.metrics), Some(("http://c:4317/v1/metrics", Protocol::HttpProtobuf)));
     }
 
     #[test]
@@ -133,9 +238,15 @@ mod tests {
     }
 
     #[test]
-    fn protocols_other_than_grpc_are_refused_clearly() {
-        let err = settings(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")]).expect_err("unsupported");
-        assert!(err.to_string().contains("gRPC"), "{err}");
+    fn unsupported_protocols_and_https_over_http_are_refused_clearly() {
+        let err = settings(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]).expect_err("unsupported");
+        assert!(err.to_string().contains("http/protobuf"), "{err}");
+        let err = settings(&[
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318"),
+        ])
+        .expect_err("https over http");
+        assert!(err.to_string().contains("grpc"), "{err}");
         assert!(settings(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]).is_ok());
     }
 }
