@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use checkpointd::app::Application;
-use checkpointd::config::LogFormat;
+use checkpointd::config::{CoalescingConfig, LogFormat};
 use checkpointd::grpc::pb;
 use checkpointd::telemetry::{LogConfig, Telemetry, TelemetryConfig, init_with_env};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
@@ -217,6 +217,53 @@ async fn the_rpc_span_joins_the_callers_trace_and_contains_pool_and_database_spa
     assert_eq!(int(attempt, "db.attempt"), Some(1), "{:?}", attempt.attributes);
     assert_eq!(attempt.parent_span_id, server.span_id);
     assert_eq!(wait.parent_span_id, attempt.span_id);
+    app.stop().await;
+}
+
+/// Puts that shared a commit: returns the server span of a Put that ran in another Put's batch,
+/// and the spans of the trace holding that batch. Concurrent Puts with one transaction at a time
+/// queue behind the running one, so some round forms a batch of several.
+async fn a_put_that_shared_a_batch(app: &TestApp) -> (Span, Vec<Span>) {
+    for round in 0..30 {
+        let calls: Vec<_> = (0..8)
+            .map(|agent| {
+                let mut client = app.client.clone();
+                let (request, trace, _) = traced(put(&format!("batched-{round}-{agent}"), "", "c1", None));
+                tokio::spawn(async move { client.put(request).await.map(|_| trace) })
+            })
+            .collect();
+        for call in calls {
+            let trace = call.await.expect("caller").expect("put");
+            let spans = spans_of(&trace).await;
+            let server = spans.iter().find(|s| s.kind == SpanKind::Server as i32).expect("a server span");
+            if let Some(link) = server.links.first() {
+                let batch_trace = spans_of(&link.trace_id).await;
+                return (server.clone(), batch_trace);
+            }
+        }
+    }
+    panic!("no Put shared a batch in 30 rounds of 8 concurrent Puts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_that_shared_a_commit_links_to_the_batch_that_ran_it() {
+    let (mut app, _) = spawn_observed_app(|config| {
+        config.storage.put_coalescing = Some(CoalescingConfig { max_transactions: 1, max_batch: 64 });
+    })
+    .await;
+    wait_until_serving(app.addr).await;
+    let (server, batch_trace) = a_put_that_shared_a_batch(&app).await;
+
+    let link = &server.links[0];
+    assert_ne!(link.trace_id, server.trace_id, "the batch ran in another caller's trace");
+    let batch = batch_trace.iter().find(|s| s.span_id == link.span_id).expect("the linked span");
+    assert_eq!(batch.name, "put.batch");
+    assert!(int(batch, "checkpointd.batch_size").is_some_and(|n| n >= 2), "{:?}", batch.attributes);
+    let caller = batch_trace.iter().find(|s| s.kind == SpanKind::Server as i32).expect("the first caller's span");
+    assert_eq!(batch.parent_span_id, caller.span_id, "the batch runs under the first Put's call");
+    let attempt = batch_trace.iter().find(|s| s.parent_span_id == batch.span_id).expect("the shared attempt");
+    assert_eq!(attempt.kind, SpanKind::Client as i32);
+    assert_eq!(text(attempt, "db.system.name").as_deref(), Some("postgresql"));
     app.stop().await;
 }
 

@@ -164,7 +164,7 @@ impl PutCoalescer {
             }
             self.batches.fetch_add(1, Ordering::Relaxed);
             self.puts.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            let span = batch[0].span.clone();
+            let span = batch_span(&batch);
             run_batch(&runner, batch).instrument(span).await;
         }
     }
@@ -221,6 +221,21 @@ impl Drop for DrainGuard<'_> {
             queue.drains -= 1;
         }
     }
+}
+
+/// The span a batch's database work runs in. A batch of one runs in its Put's own call span; a
+/// larger batch in a `put.batch` span under the first Put's call, which every other Put's call
+/// span links to (a span link), so each caller's trace leads to the shared commit.
+fn batch_span(batch: &[Pending]) -> tracing::Span {
+    let Some((first, others)) = batch.split_first() else { return tracing::Span::none() };
+    if others.is_empty() {
+        return first.span.clone();
+    }
+    let span = tracing::info_span!(parent: &first.span, "put.batch", checkpointd.batch_size = i64::try_from(batch.len()).unwrap_or(i64::MAX));
+    for pending in others {
+        pending.span.follows_from(&span);
+    }
+    span
 }
 
 /// Runs one batch and answers every caller in it. When the database refuses the batch itself,
