@@ -147,6 +147,9 @@ pub fn classify(failure: &Failure<'_>) -> ErrorClass {
         return ErrorClass::Deadline;
     }
     let sqlstate = failure.sqlstate.or_else(|| sqlstate_from_message(failure.message));
+    if sqlstate.is_some_and(|code| setup_statement_lost(code, failure.phase)) {
+        return ErrorClass::PoolerBackendLost;
+    }
     if let Some(class) = sqlstate.and_then(|code| class_of_sqlstate(code, failure.message)) {
         return escalate_if_commit_lost(class, failure);
     }
@@ -154,6 +157,15 @@ pub fn classify(failure: &Failure<'_>) -> ErrorClass {
         return lost_connection_class(failure);
     }
     ErrorClass::Internal
+}
+
+/// diesel-async runs its connection setup (`SET TIME ZONE 'UTC'`, …) as named prepared
+/// statements outside any transaction. Behind a transaction-mode pooler (PgBouncer) the Parse
+/// and the Bind can reach different backends, so the setup fails with "prepared statement does
+/// not exist" (or "already exists"). That is the pooler's backend switching under us, not a
+/// misconfiguration: a new connection succeeds.
+fn setup_statement_lost(code: &str, phase: Phase) -> bool {
+    phase == Phase::Connect && matches!(code, "26000" | "42P05")
 }
 
 /// A connection that broke during COMMIT leaves the outcome unknown, whatever the server said.
@@ -301,6 +313,8 @@ mod tests {
         row(Connect, Some("3D000"), "database \"x\" does not exist", Misconfigured),
         row(Connect, Some("08P01"), "no more connections allowed (max_client_conn)", Overloaded),
         row(Connect, None, "error performing TLS handshake: invalid peer certificate", ConnectionLost),
+        row(Connect, None, "prepared statement \"s22\" does not exist", PoolerBackendLost),
+        row(Connect, Some("42P05"), "prepared statement \"s7\" already exists", PoolerBackendLost),
         // connections lost mid-call: diesel-async reports no SQLSTATE, only a message
         broken(Statement, "connection closed", ConnectionLost),
         broken(Statement, "SSL connection has been closed unexpectedly", ConnectionLost),
