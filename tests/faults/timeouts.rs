@@ -30,9 +30,12 @@ async fn an_exhausted_pool_answers_resource_exhausted_and_recovers() {
         running.calls.snapshot().codes.contains_key("ResourceExhausted")
     })
     .await;
-    let status = service.status().await;
-    let queued = status.pool.map_or(0, |p| p.waiting) + status.put_coalescing.map_or(0, |c| c.queued);
-    assert!(queued > 0, "callers were queued for connections or Put transactions");
+    // Refused callers back off before they call again, so the queue is sampled until it shows.
+    eventually(Duration::from_secs(30), "callers to be queued for connections or Put transactions", || async {
+        let status = service.status().await;
+        status.pool.map_or(0, |p| p.waiting) + status.put_coalescing.map_or(0, |c| c.queued) > 0
+    })
+    .await;
     admin.batch_execute("ROLLBACK").await.expect("unlock");
     let released = tokio::time::Instant::now();
     progress(&running, 200, "load after the pool frees up").await;
