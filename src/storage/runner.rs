@@ -97,7 +97,7 @@ impl Runner {
     /// is down, so calls fail fast instead of queueing behind an outage.
     pub(crate) fn checkout_wait(&self) -> Duration {
         let acquire = self.pool.acquire_timeout();
-        if *self.database_up.borrow() { acquire } else { acquire.min(OUTAGE_CHECKOUT_WAIT) }
+        if self.database_is_up() { acquire } else { acquire.min(OUTAGE_CHECKOUT_WAIT) }
     }
 
     fn decide(&self, failure: &AttemptFailure, attempt: u32, deadline: Instant) -> Decision {

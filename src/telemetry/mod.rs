@@ -7,7 +7,7 @@
 
 mod logs;
 mod metrics;
-pub(crate) mod otlp;
+mod otlp;
 mod otlp_http;
 pub mod prometheus;
 

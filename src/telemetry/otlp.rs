@@ -105,15 +105,14 @@ impl OtlpSettings {
 /// signal's own variables win; a common HTTP endpoint gets the signal's path (`/v1/traces`).
 fn endpoint(env: Env<'_>, signal: &str) -> Result<Option<Endpoint>, OtlpError> {
     let protocol = protocol(env, signal)?;
-    let url = match (value(env, &format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")), protocol) {
-        (Some(url), _) => url,
-        (None, Protocol::Grpc) => match value(env, "OTEL_EXPORTER_OTLP_ENDPOINT") {
-            Some(url) => url,
-            None => return Ok(None),
-        },
-        (None, Protocol::HttpProtobuf) => match value(env, "OTEL_EXPORTER_OTLP_ENDPOINT") {
-            Some(base) => format!("{}/v1/{}", base.trim_end_matches('/'), signal.to_ascii_lowercase()),
-            None => return Ok(None),
+    let url = match value(env, &format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")) {
+        Some(url) => url,
+        None => match (value(env, "OTEL_EXPORTER_OTLP_ENDPOINT"), protocol) {
+            (None, _) => return Ok(None),
+            (Some(base), Protocol::Grpc) => base,
+            (Some(base), Protocol::HttpProtobuf) => {
+                format!("{}/v1/{}", base.trim_end_matches('/'), signal.to_ascii_lowercase())
+            }
         },
     };
     if protocol == Protocol::HttpProtobuf && !url.starts_with("http://") {

@@ -6,7 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
-use crate::domain::PutCheckpoint;
+use crate::domain::{ChannelBlob, PutCheckpoint};
 use crate::storage::json::JsonText;
 use crate::storage::ops::{Access, Operation};
 use crate::storage::statement::Statement;
@@ -45,14 +45,8 @@ impl Operation for PutOp<'_> {
 
     fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
         let put = self.0;
-        let blobs = &put.blobs;
-        let statement = Statement::new(PUT_SQL)
-            .bind::<Text, _>(&put.thread_id)
-            .bind::<Text, _>(&put.checkpoint_ns)
-            .bind::<Array<Text>, _>(blobs.iter().map(|b| b.channel.as_str()).collect::<Vec<_>>())
-            .bind::<Array<Text>, _>(blobs.iter().map(|b| b.version.as_str()).collect::<Vec<_>>())
-            .bind::<Array<Text>, _>(blobs.iter().map(|b| b.value.type_tag.as_str()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Bytea>>, _>(blobs.iter().map(|b| b.value.data.as_deref()).collect::<Vec<_>>())
+        let statement = Statement::new(PUT_SQL).bind::<Text, _>(&put.thread_id).bind::<Text, _>(&put.checkpoint_ns);
+        let statement = bind_blob_columns(statement, put.blobs.iter())
             .bind::<Text, _>(&put.checkpoint_id)
             .bind::<Nullable<Text>, _>(put.parent_checkpoint_id.as_deref())
             .bind::<Jsonb, _>(JsonText(put.checkpoint.as_str()))
@@ -97,15 +91,12 @@ impl Operation for PutManyOp<'_> {
 
     fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
         let puts = self.0;
-        let blobs: Vec<(&PutCheckpoint, &crate::domain::ChannelBlob)> =
+        let blobs: Vec<(&PutCheckpoint, &ChannelBlob)> =
             puts.iter().flat_map(|put| put.blobs.iter().map(move |blob| (*put, blob))).collect();
         let statement = Statement::new(PUT_MANY_SQL)
             .bind::<Array<Text>, _>(blobs.iter().map(|(put, _)| put.thread_id.as_str()).collect::<Vec<_>>())
-            .bind::<Array<Text>, _>(blobs.iter().map(|(put, _)| put.checkpoint_ns.as_str()).collect::<Vec<_>>())
-            .bind::<Array<Text>, _>(blobs.iter().map(|(_, b)| b.channel.as_str()).collect::<Vec<_>>())
-            .bind::<Array<Text>, _>(blobs.iter().map(|(_, b)| b.version.as_str()).collect::<Vec<_>>())
-            .bind::<Array<Text>, _>(blobs.iter().map(|(_, b)| b.value.type_tag.as_str()).collect::<Vec<_>>())
-            .bind::<Array<Nullable<Bytea>>, _>(blobs.iter().map(|(_, b)| b.value.data.as_deref()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(blobs.iter().map(|(put, _)| put.checkpoint_ns.as_str()).collect::<Vec<_>>());
+        let statement = bind_blob_columns(statement, blobs.iter().map(|(_, b)| *b))
             .bind::<Array<Text>, _>(puts.iter().map(|p| p.thread_id.as_str()).collect::<Vec<_>>())
             .bind::<Array<Text>, _>(puts.iter().map(|p| p.checkpoint_ns.as_str()).collect::<Vec<_>>())
             .bind::<Array<Text>, _>(puts.iter().map(|p| p.checkpoint_id.as_str()).collect::<Vec<_>>())
@@ -116,4 +107,16 @@ impl Operation for PutManyOp<'_> {
             .bind::<Array<Jsonb>, _>(puts.iter().map(|p| JsonText(p.metadata.as_str())).collect::<Vec<_>>());
         async move { statement.execute(conn).await.map(drop) }.boxed()
     }
+}
+
+/// Binds the blobs' columns as parallel arrays: channel, version, type, data.
+fn bind_blob_columns<'a>(
+    statement: Statement<'a>,
+    blobs: impl Iterator<Item = &'a ChannelBlob> + Clone,
+) -> Statement<'a> {
+    statement
+        .bind::<Array<Text>, _>(blobs.clone().map(|b| b.channel.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(blobs.clone().map(|b| b.version.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(blobs.clone().map(|b| b.value.type_tag.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Bytea>>, _>(blobs.map(|b| b.value.data.as_deref()).collect::<Vec<_>>())
 }

@@ -2,6 +2,7 @@
 //!
 //! One statement per page of checkpoints returns each row with its blob values, its pending
 //! writes and (for pre-v4 documents) its parent's pending sends, as parallel arrays.
+
 use std::sync::LazyLock;
 
 use diesel::QueryResult;

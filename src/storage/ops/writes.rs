@@ -1,4 +1,5 @@
 //! PutWrites: one task's pending writes, inserted with LangGraph's conflict rule.
+
 use std::sync::LazyLock;
 
 use diesel::QueryResult;

@@ -197,7 +197,8 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
 
     inline_serde_max_bytes: int = 32 * 1024
     """The async methods (de)serialize a call's values on the event loop when they add up to at
-    most this many serialized bytes (a thread hop costs more than that), else in a worker thread.
+    most this many serialized bytes (such values take about as long as the thread hop, which
+    would not free the loop from the GIL anyway), else in a worker thread.
     ``0``: always in a worker thread, as ``AsyncPostgresSaver`` does. Settable per instance."""
 
     def __init__(
