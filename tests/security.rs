@@ -313,6 +313,7 @@ async fn beyond_the_in_flight_limit_calls_are_refused_before_any_database_work()
     let status = client(channel(app.addr).await, None).put(put("t", "", "c2", None)).await.expect_err("over the limit");
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert!(status.metadata().get("grpc-retry-pushback-ms").is_some());
+    assert_eq!(status.metadata().get("checkpointd-retry-safe").and_then(|v| v.to_str().ok()), Some("true"));
     assert_eq!(health_status(app.addr, "").await, Some(ServingStatus::Serving), "health is never refused");
     sql.batch_execute("ROLLBACK").await.expect("unlock");
     held.await.expect("task").expect("the first call completes");

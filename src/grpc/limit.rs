@@ -11,8 +11,10 @@ use http::{Request, Response};
 use tonic::Status;
 use tower::{Layer, Service};
 
-/// Suggested wait before retrying a refused call.
-const PUSHBACK_MS: &str = "50";
+use super::retry_hint::mark_retry_safe;
+
+/// Suggested wait before retrying a call refused at the in-flight limit.
+const LIMIT_PUSHBACK_MS: u32 = 50;
 
 /// The layer.
 #[derive(Debug, Clone)]
@@ -74,13 +76,13 @@ where
         }
         if self.current.fetch_add(1, Ordering::AcqRel) >= self.max {
             self.current.fetch_sub(1, Ordering::AcqRel);
-            let mut status = Status::resource_exhausted(format!(
-                "checkpointd is already handling {} calls, its limit; retry with backoff",
-                self.max
-            ));
-            if let Ok(value) = PUSHBACK_MS.parse() {
-                status.metadata_mut().insert("grpc-retry-pushback-ms", value);
-            }
+            let status = mark_retry_safe(
+                Status::resource_exhausted(format!(
+                    "checkpointd is already handling {} calls, its limit; retry with backoff",
+                    self.max
+                )),
+                Some(LIMIT_PUSHBACK_MS),
+            );
             return Box::pin(async move { Ok(status.into_http()) });
         }
         let slot = Slot(self.current.clone());

@@ -11,6 +11,7 @@ mod diagnostics;
 mod limit;
 mod observe;
 pub mod pb;
+pub mod retry_hint;
 mod server;
 mod service;
 mod status;

@@ -5,12 +5,10 @@
 
 use tonic::{Code, Status};
 
+use super::retry_hint::{OVERLOAD_PUSHBACK_MS, mark_retry_safe};
 use crate::domain::ValidationError;
 use crate::retry::ErrorClass;
 use crate::storage::StorageError;
-
-/// Suggested wait before retrying an overloaded call (gRPC A6 server pushback).
-const PUSHBACK_MS: &str = "100";
 
 impl From<ValidationError> for Status {
     fn from(error: ValidationError) -> Self {
@@ -56,13 +54,12 @@ impl From<StorageError> for Status {
             }
             ErrorClass::Internal => (Code::Internal, format!("{operation}: internal error; see the server log")),
         };
-        let mut status = Status::new(code, message);
-        if class == ErrorClass::Overloaded
-            && let Ok(value) = PUSHBACK_MS.parse()
-        {
-            status.metadata_mut().insert("grpc-retry-pushback-ms", value);
+        let status = Status::new(code, message);
+        match class {
+            ErrorClass::Overloaded => mark_retry_safe(status, Some(OVERLOAD_PUSHBACK_MS)),
+            _ if matches!(code, Code::Unavailable | Code::Aborted) => mark_retry_safe(status, None),
+            _ => status,
         }
-        status
     }
 }
 
@@ -81,6 +78,7 @@ fn log_failure(error: &StorageError, class: ErrorClass) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grpc::retry_hint::{PUSHBACK_KEY, RETRY_SAFE_KEY};
 
     fn status_of(class: ErrorClass) -> Status {
         Status::from(StorageError::Database { operation: "put", class, attempts: 1, detail: "secret detail".into() })
@@ -116,7 +114,17 @@ mod tests {
 
     #[test]
     fn overload_carries_a_pushback() {
-        assert!(status_of(ErrorClass::Overloaded).metadata().get("grpc-retry-pushback-ms").is_some());
+        assert!(status_of(ErrorClass::Overloaded).metadata().get(PUSHBACK_KEY).is_some());
+    }
+
+    #[test]
+    fn exactly_the_retryable_classes_are_marked_retry_safe() {
+        for class in ErrorClass::ALL {
+            let code = status_of(class).code();
+            let marked = status_of(class).metadata().get(RETRY_SAFE_KEY).is_some();
+            let retryable = matches!(code, Code::Unavailable | Code::Aborted | Code::ResourceExhausted);
+            assert_eq!(marked, retryable, "{class}");
+        }
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! The one pure classifier: every database failure becomes an [`ErrorClass`], which alone decides
 //! retries, pool recreation and the gRPC status.
 //!
-//! Inputs are facts, not guesses: the SQLSTATE when the driver reports one, whether the connection
-//! is still usable afterwards, the IO error kind, which phase of the call failed, and, only where
-//! the driver hides the SQLSTATE (diesel-async drops it for most codes), the server's message
-//! mapped back to its SQLSTATE by [`sqlstate_from_message`].
+//! Inputs are facts, not guesses: the SQLSTATE the server sent (the same in every language of
+//! `lc_messages`), whether the connection is still usable afterwards, the IO error kind and which
+//! phase of the call failed. Message text is read only for errors that do not come from
+//! PostgreSQL: poolers (PgBouncer, Supavisor) that report several conditions under one SQLSTATE
+//! or none ([`sqlstate_from_pooler_message`]).
 
 use std::io;
+
+use super::SqlState;
 
 /// What kind of failure happened, which is all the retry loop needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -122,8 +125,8 @@ pub enum Phase {
 pub struct Failure<'a> {
     /// Where it happened.
     pub phase: Phase,
-    /// The SQLSTATE reported by the driver, if it reported one.
-    pub sqlstate: Option<&'a str>,
+    /// The SQLSTATE the server (or pooler) sent, if any.
+    pub sqlstate: Option<SqlState>,
     /// The server's or driver's message.
     pub message: &'a str,
     /// True when the connection can no longer be used.
@@ -146,7 +149,7 @@ pub fn classify(failure: &Failure<'_>) -> ErrorClass {
     if failure.timed_out {
         return ErrorClass::Deadline;
     }
-    let sqlstate = failure.sqlstate.or_else(|| sqlstate_from_message(failure.message));
+    let sqlstate = failure.sqlstate.or_else(|| sqlstate_from_pooler_message(failure.message));
     if sqlstate.is_some_and(|code| setup_statement_lost(code, failure.phase)) {
         return ErrorClass::PoolerBackendLost;
     }
@@ -164,8 +167,9 @@ pub fn classify(failure: &Failure<'_>) -> ErrorClass {
 /// and the Bind can reach different backends, so the setup fails with "prepared statement does
 /// not exist" (or "already exists"). That is the pooler's backend switching under us, not a
 /// misconfiguration: a new connection succeeds.
-fn setup_statement_lost(code: &str, phase: Phase) -> bool {
-    phase == Phase::Connect && matches!(code, "26000" | "42P05")
+fn setup_statement_lost(code: SqlState, phase: Phase) -> bool {
+    phase == Phase::Connect
+        && matches!(code, SqlState::INVALID_SQL_STATEMENT_NAME | SqlState::DUPLICATE_PREPARED_STATEMENT)
 }
 
 /// A connection that broke during COMMIT leaves the outcome unknown, whatever the server said.
@@ -191,28 +195,49 @@ fn lost_connection_class(failure: &Failure<'_>) -> ErrorClass {
     }
 }
 
-/// Maps a SQLSTATE to a class; `None` for codes that say nothing certain on their own.
-fn class_of_sqlstate(code: &str, message: &str) -> Option<ErrorClass> {
+/// Maps a SQLSTATE to a class; `None` for codes that say nothing certain on their own. The
+/// message is read only to tell apart what poolers report under one code.
+fn class_of_sqlstate(code: SqlState, message: &str) -> Option<ErrorClass> {
     let class = match code {
         // Supavisor reports a lost backend as an internal error; any other XX000 is a server bug.
-        "XX000" if message.contains("DbHandler exited") => ErrorClass::PoolerBackendLost,
-        "08P01" if message.contains("server conn crashed") => ErrorClass::PoolerBackendLost,
-        "08P01" if message.contains("no more connections allowed") => ErrorClass::Overloaded,
-        "08P01" if message.contains("query_wait_timeout") => ErrorClass::Overloaded,
-        "57P01" | "57P02" | "57P03" | "25006" => ErrorClass::ServerUnavailable,
-        "57P05" | "25P03" => ErrorClass::ConnectionLost,
-        "40001" | "40P01" | "55P03" => ErrorClass::Contention,
-        "53300" | "53400" => ErrorClass::Overloaded,
-        "57014" => ErrorClass::Deadline,
-        "26000" | "42P05" | "3D000" | "42501" | "42P01" | "42703" | "0A000" => ErrorClass::Misconfigured,
-        "XX000" | "XX001" | "XX002" => ErrorClass::Internal,
+        SqlState::INTERNAL_ERROR if message.contains(SUPAVISOR_BACKEND_LOST) => ErrorClass::PoolerBackendLost,
+        SqlState::PROTOCOL_VIOLATION => return pgbouncer_class(message),
+        SqlState::ADMIN_SHUTDOWN
+        | SqlState::CRASH_SHUTDOWN
+        | SqlState::CANNOT_CONNECT_NOW
+        | SqlState::READ_ONLY_TRANSACTION => ErrorClass::ServerUnavailable,
+        SqlState::IDLE_SESSION_TIMEOUT | SqlState::IDLE_IN_TRANSACTION_TIMEOUT => ErrorClass::ConnectionLost,
+        SqlState::SERIALIZATION_FAILURE | SqlState::DEADLOCK_DETECTED | SqlState::LOCK_NOT_AVAILABLE => {
+            ErrorClass::Contention
+        }
+        SqlState::TOO_MANY_CONNECTIONS | SqlState::CONFIGURATION_LIMIT_EXCEEDED => ErrorClass::Overloaded,
+        SqlState::QUERY_CANCELED => ErrorClass::Deadline,
+        SqlState::INVALID_SQL_STATEMENT_NAME
+        | SqlState::DUPLICATE_PREPARED_STATEMENT
+        | SqlState::INVALID_CATALOG_NAME
+        | SqlState::INSUFFICIENT_PRIVILEGE
+        | SqlState::UNDEFINED_TABLE
+        | SqlState::UNDEFINED_COLUMN
+        | SqlState::FEATURE_NOT_SUPPORTED => ErrorClass::Misconfigured,
+        SqlState::INTERNAL_ERROR | SqlState::DATA_CORRUPTED | SqlState::INDEX_CORRUPTED => ErrorClass::Internal,
         _ => return class_of_sqlstate_family(code),
     };
     Some(class)
 }
 
-fn class_of_sqlstate_family(code: &str) -> Option<ErrorClass> {
-    let class = match code.get(..2)? {
+/// PgBouncer reports its own conditions as `08P01` with an English text of its own.
+fn pgbouncer_class(message: &str) -> Option<ErrorClass> {
+    if message.contains(PGBOUNCER_SERVER_CRASHED) {
+        Some(ErrorClass::PoolerBackendLost)
+    } else if message.contains(PGBOUNCER_CLIENT_LIMIT) || message.contains(PGBOUNCER_QUERY_WAIT_TIMEOUT) {
+        Some(ErrorClass::Overloaded)
+    } else {
+        Some(ErrorClass::ConnectionLost)
+    }
+}
+
+fn class_of_sqlstate_family(code: SqlState) -> Option<ErrorClass> {
+    let class = match code.class() {
         "08" => ErrorClass::ConnectionLost,
         "22" | "23" | "54" => ErrorClass::Rejected,
         "28" => ErrorClass::Misconfigured,
@@ -223,50 +248,28 @@ fn class_of_sqlstate_family(code: &str) -> Option<ErrorClass> {
     Some(class)
 }
 
-/// Server messages (PostgreSQL's English texts, PgBouncer's and Supavisor's) and the SQLSTATE
-/// each comes with. diesel-async keeps the message but drops the SQLSTATE of most errors, so this
-/// table recovers it. Ordered from most to least specific.
-const MESSAGE_SQLSTATES: &[(&str, &str)] = &[
-    ("DbHandler exited", "XX000"),
-    ("server conn crashed", "08P01"),
-    ("no more connections allowed", "08P01"),
-    ("query_wait_timeout", "08P01"),
-    ("terminating connection due to administrator command", "57P01"),
-    ("terminating connection due to immediate shutdown", "57P01"),
-    ("terminating connection due to unexpected postmaster exit", "57P01"),
-    ("terminating connection because of crash of another server process", "57P02"),
-    ("terminating connection due to idle-session timeout", "57P05"),
-    ("terminating connection due to idle-in-transaction timeout", "25P03"),
-    ("the database system is shutting down", "57P03"),
-    ("the database system is starting up", "57P03"),
-    ("the database system is in recovery mode", "57P03"),
-    ("the database system is not yet accepting connections", "57P03"),
-    ("the database system is not accepting connections", "57P03"),
-    ("in a read-only transaction", "25006"),
-    ("could not serialize access", "40001"),
-    ("deadlock detected", "40P01"),
-    ("canceling statement due to lock timeout", "55P03"),
-    ("could not obtain lock", "55P03"),
-    ("canceling statement due to statement timeout", "57014"),
-    ("canceling statement due to user request", "57014"),
-    ("remaining connection slots are reserved", "53300"),
-    ("too many connections", "53300"),
-    ("sorry, too many clients already", "53300"),
-    ("out of memory", "53200"),
-    ("could not extend file", "53100"),
-    ("No space left on device", "53100"),
-    ("prepared statement", "26000"),
-    ("password authentication failed", "28P01"),
-    ("\" does not exist", "42P01"),
-    ("permission denied", "42501"),
-    ("invalid byte sequence", "22021"),
-    ("unsupported Unicode escape sequence", "22P05"),
-    ("index row size", "54000"),
+/// Supavisor's lost backend (`(EDBHANDLEREXITED) DbHandler exited`).
+const SUPAVISOR_BACKEND_LOST: &str = "DbHandler exited";
+/// PgBouncer lost its server connection mid-transaction.
+const PGBOUNCER_SERVER_CRASHED: &str = "server conn crashed";
+/// PgBouncer's `max_client_conn` or `max_db_connections` refused the client.
+const PGBOUNCER_CLIENT_LIMIT: &str = "no more connections allowed";
+/// PgBouncer waited `query_wait_timeout` for a server connection.
+const PGBOUNCER_QUERY_WAIT_TIMEOUT: &str = "query_wait_timeout";
+
+/// Pooler messages that may arrive without a SQLSTATE (a driver or proxy that passed on only
+/// the text), and the SQLSTATE each comes with. PostgreSQL's own messages are never read: they
+/// are translated, and the server always sends their SQLSTATE.
+const POOLER_MESSAGE_SQLSTATES: &[(&str, SqlState)] = &[
+    (SUPAVISOR_BACKEND_LOST, SqlState::INTERNAL_ERROR),
+    (PGBOUNCER_SERVER_CRASHED, SqlState::PROTOCOL_VIOLATION),
+    (PGBOUNCER_CLIENT_LIMIT, SqlState::PROTOCOL_VIOLATION),
+    (PGBOUNCER_QUERY_WAIT_TIMEOUT, SqlState::PROTOCOL_VIOLATION),
 ];
 
-/// Recovers a SQLSTATE from a known message, for drivers that lose the code.
-pub fn sqlstate_from_message(message: &str) -> Option<&'static str> {
-    MESSAGE_SQLSTATES.iter().find(|(needle, _)| message.contains(needle)).map(|(_, code)| *code)
+/// Recovers a SQLSTATE from a pooler's message, for errors that reached us without one.
+pub fn sqlstate_from_pooler_message(message: &str) -> Option<SqlState> {
+    POOLER_MESSAGE_SQLSTATES.iter().find(|(needle, _)| message.contains(needle)).map(|(_, code)| *code)
 }
 
 #[cfg(test)]
@@ -313,25 +316,25 @@ mod tests {
         row(Connect, Some("3D000"), "database \"x\" does not exist", Misconfigured),
         row(Connect, Some("08P01"), "no more connections allowed (max_client_conn)", Overloaded),
         row(Connect, None, "error performing TLS handshake: invalid peer certificate", ConnectionLost),
-        row(Connect, None, "prepared statement \"s22\" does not exist", PoolerBackendLost),
+        row(Connect, Some("26000"), "prepared statement \"s22\" does not exist", PoolerBackendLost),
         row(Connect, Some("42P05"), "prepared statement \"s7\" already exists", PoolerBackendLost),
-        // connections lost mid-call: diesel-async reports no SQLSTATE, only a message
+        // connections lost mid-call: the driver reports no SQLSTATE, only a message
         broken(Statement, "connection closed", ConnectionLost),
         broken(Statement, "SSL connection has been closed unexpectedly", ConnectionLost),
         broken(Commit, "connection closed", AmbiguousCommit),
         io(Statement, io::ErrorKind::UnexpectedEof, ConnectionLost),
         io(Commit, io::ErrorKind::ConnectionReset, AmbiguousCommit),
-        row(Statement, None, "terminating connection due to administrator command", ServerUnavailable),
-        row(Commit, None, "terminating connection due to administrator command", AmbiguousCommit),
-        row(Statement, None, "terminating connection due to immediate shutdown command", ServerUnavailable),
+        row(Statement, Some("57P01"), "terminating connection due to administrator command", ServerUnavailable),
+        row(Commit, Some("57P01"), "terminating connection due to administrator command", AmbiguousCommit),
+        row(Statement, Some("57P01"), "terminating connection due to immediate shutdown command", ServerUnavailable),
         row(
             Statement,
             Some("57P02"),
             "terminating connection because of crash of another server process",
             ServerUnavailable,
         ),
-        row(Statement, None, "terminating connection due to idle-session timeout", ConnectionLost),
-        row(Statement, None, "terminating connection due to idle-in-transaction timeout", ConnectionLost),
+        row(Statement, Some("57P05"), "terminating connection due to idle-session timeout", ConnectionLost),
+        row(Statement, Some("25P03"), "terminating connection due to idle-in-transaction timeout", ConnectionLost),
         row(Statement, Some("08006"), "connection failure", ConnectionLost),
         row(Statement, Some("08003"), "connection does not exist", ConnectionLost),
         // poolers
@@ -340,31 +343,35 @@ mod tests {
         row(Commit, Some("XX000"), "DbHandler exited", AmbiguousCommit),
         row(Statement, None, "server conn crashed?", PoolerBackendLost),
         row(Statement, Some("08P01"), "query_wait_timeout", Overloaded),
-        row(Statement, None, "prepared statement \"s3\" does not exist", Misconfigured),
+        row(Statement, Some("26000"), "prepared statement \"s3\" does not exist", Misconfigured),
         row(Statement, Some("42P05"), "prepared statement \"s3\" already exists", Misconfigured),
         // failover
         row(Statement, Some("25006"), "cannot execute INSERT in a read-only transaction", ServerUnavailable),
-        row(Statement, None, "the database system is in recovery mode", ServerUnavailable),
+        row(Statement, Some("57P03"), "the database system is in recovery mode", ServerUnavailable),
         // contention
         row(Statement, Some("40001"), "could not serialize access due to concurrent update", Contention),
-        row(Statement, None, "deadlock detected", Contention),
-        row(Statement, None, "canceling statement due to lock timeout", Contention),
+        row(Statement, Some("40P01"), "deadlock detected", Contention),
+        row(Statement, Some("55P03"), "canceling statement due to lock timeout", Contention),
         // resources and timeouts
-        row(Statement, None, "canceling statement due to statement timeout", Deadline),
+        row(Statement, Some("57014"), "canceling statement due to statement timeout", Deadline),
         row(Statement, Some("53200"), "out of memory", Overloaded),
         row(Statement, Some("53100"), "could not extend file: No space left on device", Overloaded),
         // the caller's data
         row(Statement, Some("23505"), "duplicate key value violates unique constraint", Rejected),
-        row(Statement, None, "invalid byte sequence for encoding \"UTF8\": 0x00", Rejected),
-        row(Statement, None, "unsupported Unicode escape sequence", Rejected),
-        row(Statement, None, "index row size 3000 exceeds btree version 4 maximum 2704", Rejected),
+        row(Statement, Some("22021"), "invalid byte sequence for encoding \"UTF8\": 0x00", Rejected),
+        row(Statement, Some("22P05"), "unsupported Unicode escape sequence", Rejected),
+        row(Statement, Some("54000"), "index row size 3000 exceeds btree version 4 maximum 2704", Rejected),
         row(Statement, Some("22P02"), "invalid input syntax for type json", Rejected),
         // our mistakes or the schema's
-        row(Statement, None, "relation \"checkpoints\" does not exist", Misconfigured),
-        row(Statement, None, "permission denied for table checkpoints", Misconfigured),
+        row(Statement, Some("42P01"), "relation \"checkpoints\" does not exist", Misconfigured),
+        row(Statement, Some("42501"), "permission denied for table checkpoints", Misconfigured),
         row(Statement, Some("42601"), "syntax error at or near", Internal),
         row(Statement, Some("XX000"), "cache lookup failed", Internal),
         row(Statement, None, "something nobody has seen before", Internal),
+        // PostgreSQL's own texts are never read: without its SQLSTATE an English message is
+        // as unknown as any other.
+        row(Statement, None, "deadlock detected", Internal),
+        row(Statement, None, "too many connections for role \"app\"", Internal),
         broken(Checkout, "validation took longer than 1s", ConnectionLost),
     ];
 
@@ -373,13 +380,59 @@ mod tests {
         for (i, r) in TABLE.iter().enumerate() {
             let failure = Failure {
                 phase: r.phase,
-                sqlstate: r.sqlstate,
+                sqlstate: r.sqlstate.map(|code| SqlState::parse(code).expect("a valid SQLSTATE")),
                 message: r.message,
                 connection_broken: r.broken,
                 io_kind: r.io_kind,
                 timed_out: false,
             };
             assert_eq!(classify(&failure), r.expected, "row {i}: {:?} {:?} {:?}", r.phase, r.sqlstate, r.message);
+        }
+    }
+
+    /// What a server with `lc_messages = 'de_DE.UTF-8'` sends (PostgreSQL 15's German catalog):
+    /// every class is found from the SQLSTATE alone.
+    const GERMAN: &[(Phase, &str, &str, ErrorClass)] = &[
+        (Connect, "53300", "tut mir leid, schon zu viele Verbindungen", Overloaded),
+        (Connect, "57P03", "das Datenbanksystem startet", ServerUnavailable),
+        (Connect, "57P03", "das Datenbanksystem fährt herunter", ServerUnavailable),
+        (
+            Statement,
+            "57P01",
+            "Verbindung wird abgebrochen aufgrund von Anweisung des Administrators",
+            ServerUnavailable,
+        ),
+        (Commit, "57P01", "Verbindung wird abgebrochen aufgrund von Anweisung des Administrators", AmbiguousCommit),
+        (Statement, "40001", "konnte Zugriff nicht serialisieren wegen gleichzeitiger Aktualisierung", Contention),
+        (Statement, "40P01", "Verklemmung (Deadlock) entdeckt", Contention),
+        (Statement, "25006", "kann INSERT nicht in einer Read-Only-Transaktion ausführen", ServerUnavailable),
+        (Statement, "57014", "storniere Anfrage wegen Statement-Timeout", Deadline),
+        (Statement, "57P05", "Verbindung wird abgebrochen wegen Sitzungs-Leerlauf-Timeout", ConnectionLost),
+        (Connect, "26000", "vorbereitete Anweisung »s3« existiert nicht", PoolerBackendLost),
+        (Connect, "28P01", "Passwort-Authentifizierung für Benutzer »app« fehlgeschlagen", Misconfigured),
+        (Statement, "22021", "ungültige Byte-Sequenz für Kodierung »UTF8«: 0x00", Rejected),
+    ];
+
+    #[test]
+    fn german_server_messages_classify_by_their_sqlstate() {
+        for (phase, code, message, expected) in GERMAN {
+            let failure =
+                Failure { sqlstate: SqlState::parse(code), connection_broken: false, ..Failure::new(*phase, message) };
+            assert_eq!(classify(&failure), *expected, "{code} {message}");
+        }
+    }
+
+    #[test]
+    fn every_pooler_message_is_recognised_without_a_sqlstate() {
+        let expected = [
+            ("(EDBHANDLEREXITED) DbHandler exited", PoolerBackendLost),
+            ("server conn crashed?", PoolerBackendLost),
+            ("no more connections allowed (max_client_conn)", Overloaded),
+            ("query_wait_timeout", Overloaded),
+        ];
+        assert_eq!(expected.len(), POOLER_MESSAGE_SQLSTATES.len());
+        for (message, class) in expected {
+            assert_eq!(classify(&Failure::new(Statement, message)), class, "{message}");
         }
     }
 

@@ -4,6 +4,8 @@
 
 mod classify;
 mod policy;
+mod sqlstate;
 
-pub use classify::{ErrorClass, Failure, Phase, classify, sqlstate_from_message};
+pub use classify::{ErrorClass, Failure, Phase, classify, sqlstate_from_pooler_message};
 pub use policy::{Decision, GiveUpReason, RetryBudget, RetryPolicy};
+pub use sqlstate::SqlState;

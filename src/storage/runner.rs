@@ -7,14 +7,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::{DatabaseErrorInformation, DatabaseErrorKind, Error as DieselError};
 use diesel_async::pooled_connection::PoolableConnection;
-use diesel_async::{AnsiTransactionManager, AsyncPgConnection, TransactionManager};
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{Instrument, field};
 
-use crate::retry::{Decision, ErrorClass, Failure, Phase, RetryBudget, RetryPolicy, classify};
+use crate::retry::{Decision, ErrorClass, Failure, Phase, RetryBudget, RetryPolicy, SqlState, classify};
 use crate::storage::StorageError;
 use crate::storage::ops::{Access, Operation};
 use crate::storage::pool::{CheckoutError, Pool};
@@ -111,20 +111,25 @@ impl Runner {
     }
 
     async fn attempt<O: Operation>(&self, op: &O, deadline: Instant) -> Result<O::Output, AttemptFailure> {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let wait = remaining.min(self.checkout_wait());
+        let before_checkout = deadline.saturating_duration_since(Instant::now());
+        let wait = before_checkout.min(self.checkout_wait());
         let checkout = self
             .pool
             .get(wait)
             .instrument(tracing::info_span!("pool.wait", pool.max_size = self.pool.status().max_size));
         let mut conn = match checkout.await {
             Ok(conn) => conn,
-            Err(_) if wait == remaining => return Err(deadline_failure(Phase::Checkout)),
+            Err(_) if wait == before_checkout => return Err(deadline_failure(Phase::Checkout)),
             Err(e) => return Err(checkout_failure(e)),
         };
+        // The transaction gets what is left of the caller's time after the checkout, not more.
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(deadline_failure(Phase::Checkout));
+        }
         conn.begin_use();
         let begin = begin_sql(op.access(), self.limits, remaining);
-        let outcome = tokio::time::timeout(remaining, transaction(&mut conn, op, &begin)).await;
+        let outcome = tokio::time::timeout_at(deadline, transaction(&mut conn, op, &begin)).await;
         match outcome {
             // The connection is dropped while in use, so the pool discards it.
             Err(_) => Err(deadline_failure(Phase::Statement)),
@@ -132,14 +137,17 @@ impl Runner {
                 conn.finish_use();
                 Ok(output)
             }
-            Ok(Err((phase, error))) => {
-                let broken = PoolableConnection::is_broken(&mut **conn);
+            Ok(Err(failed)) => {
+                let broken = failed.session_unknown || PoolableConnection::is_broken(&mut **conn);
                 if !broken {
                     conn.finish_use();
                 }
-                let phase =
-                    if phase == Phase::Commit && op.access() != Access::ReadWrite { Phase::Statement } else { phase };
-                Err(database_failure(phase, &error, broken))
+                let phase = if failed.phase == Phase::Commit && op.access() != Access::ReadWrite {
+                    Phase::Statement
+                } else {
+                    failed.phase
+                };
+                Err(database_failure(phase, &failed.error, broken))
             }
         }
     }
@@ -174,6 +182,21 @@ pub(crate) fn begin_sql(access: Access, limits: TransactionLimits, remaining: Du
     )
 }
 
+/// `COMMIT` with the statement timeout cleared first, in one round trip. A statement timeout
+/// that fired while COMMIT waits for a synchronous standby would cancel only the wait: PostgreSQL
+/// then warns "committed locally, but might not have been replicated" and reports success, which
+/// would acknowledge a write a failover can lose. The call's own timer bounds COMMIT instead, and
+/// a COMMIT it interrupts is never acknowledged.
+pub(crate) const COMMIT_SQL: &str = "SET LOCAL statement_timeout = 0; COMMIT";
+
+/// A transaction that failed, and where.
+struct TransactionFailure {
+    phase: Phase,
+    error: DieselError,
+    /// True when even the ROLLBACK failed: the session's state is unknown.
+    session_unknown: bool,
+}
+
 /// Runs `op` inside a transaction; on failure says in which phase.
 ///
 /// Pipeline-free: `BEGIN` (one simple-query message with the `SET LOCAL` limits), each statement
@@ -183,19 +206,18 @@ async fn transaction<O: Operation>(
     conn: &mut AsyncPgConnection,
     op: &O,
     begin: &str,
-) -> Result<O::Output, (Phase, DieselError)> {
-    AnsiTransactionManager::begin_transaction_sql(conn, begin).await.map_err(|e| (Phase::Statement, e))?;
+) -> Result<O::Output, TransactionFailure> {
+    let failed = |phase, error| TransactionFailure { phase, error, session_unknown: false };
+    conn.batch_execute(begin).await.map_err(|e| failed(Phase::Statement, e))?;
     match op.run(conn).await {
         Ok(output) => {
-            match <AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::commit_transaction(conn).await {
-                Ok(()) => Ok(output),
-                Err(e) => Err((Phase::Commit, e)),
-            }
+            let commit = if op.access() == Access::ReadWrite { COMMIT_SQL } else { "COMMIT" };
+            conn.batch_execute(commit).await.map_err(|e| failed(Phase::Commit, e))?;
+            Ok(output)
         }
-        Err(e) => {
-            // A failed rollback leaves the connection broken; the pool then discards it.
-            let _ = <AnsiTransactionManager as TransactionManager<AsyncPgConnection>>::rollback_transaction(conn).await;
-            Err((Phase::Statement, e))
+        Err(error) => {
+            let session_unknown = conn.batch_execute("ROLLBACK").await.is_err();
+            Err(TransactionFailure { phase: Phase::Statement, error, session_unknown })
         }
     }
 }
@@ -212,21 +234,13 @@ fn checkout_failure(error: CheckoutError) -> AttemptFailure {
     AttemptFailure { class, phase: Phase::Checkout, detail: error.to_string() }
 }
 
-/// The facts of a diesel error; diesel-async keeps SQLSTATEs only for a few kinds.
+/// The facts of a diesel error: the server's SQLSTATE (diesel-async keeps it), its message and
+/// whether the connection is gone.
 fn database_failure(phase: Phase, error: &DieselError, broken: bool) -> AttemptFailure {
     let (message, sqlstate, lost) = match error {
         DieselError::DatabaseError(kind, info) => {
-            let sqlstate = match kind {
-                DatabaseErrorKind::SerializationFailure => Some("40001"),
-                DatabaseErrorKind::UniqueViolation => Some("23505"),
-                DatabaseErrorKind::ForeignKeyViolation => Some("23503"),
-                DatabaseErrorKind::NotNullViolation => Some("23502"),
-                DatabaseErrorKind::CheckViolation => Some("23514"),
-                DatabaseErrorKind::ReadOnlyTransaction => Some("25006"),
-                _ => None,
-            };
             let lost = matches!(kind, DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection);
-            (info.message().to_owned(), sqlstate, lost)
+            (info.message().to_owned(), sqlstate_of(info.as_ref()), lost)
         }
         DieselError::BrokenTransactionManager => ("the transaction state is broken".to_owned(), None, true),
         other => (other.to_string(), None, false),
@@ -240,6 +254,11 @@ fn database_failure(phase: Phase, error: &DieselError, broken: bool) -> AttemptF
         timed_out: false,
     });
     AttemptFailure { class, phase, detail: message }
+}
+
+/// The SQLSTATE diesel reports, as the classifier's type.
+pub(crate) fn sqlstate_of(info: &(dyn DatabaseErrorInformation + Send + Sync)) -> Option<SqlState> {
+    info.sqlstate().and_then(|code| SqlState::parse(code.as_str()))
 }
 
 #[cfg(test)]
@@ -273,11 +292,41 @@ mod tests {
         assert_eq!(database_failure(Phase::Statement, &error, true).class, ErrorClass::ConnectionLost);
     }
 
+    /// A server error as diesel-async reports it: a translated message and the SQLSTATE.
+    struct ServerError(&'static str, &'static str);
+
+    impl DatabaseErrorInformation for ServerError {
+        fn message(&self) -> &str {
+            self.1
+        }
+        fn details(&self) -> Option<&str> {
+            None
+        }
+        fn hint(&self) -> Option<&str> {
+            None
+        }
+        fn table_name(&self) -> Option<&str> {
+            None
+        }
+        fn column_name(&self) -> Option<&str> {
+            None
+        }
+        fn constraint_name(&self) -> Option<&str> {
+            None
+        }
+        fn statement_position(&self) -> Option<i32> {
+            None
+        }
+        fn sqlstate(&self) -> Option<diesel::result::SqlState> {
+            self.0.parse().ok()
+        }
+    }
+
     #[test]
-    fn serialization_failures_are_contention() {
+    fn the_sqlstate_diesel_reports_decides_whatever_the_language() {
         let error = DieselError::DatabaseError(
-            DatabaseErrorKind::SerializationFailure,
-            Box::new("could not serialize".to_string()),
+            DatabaseErrorKind::Unknown,
+            Box::new(ServerError("40P01", "Verklemmung (Deadlock) entdeckt")),
         );
         assert_eq!(database_failure(Phase::Statement, &error, false).class, ErrorClass::Contention);
     }

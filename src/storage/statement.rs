@@ -80,6 +80,8 @@ impl Query for Statement<'_> {
     type SqlType = Untyped;
 }
 
+impl diesel::query_dsl::RunQueryDslSupport for Statement<'_> {}
+
 trait BindValue {
     fn push<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()>;
 }

@@ -11,8 +11,9 @@ use diesel_async::pooled_connection::PoolableConnection;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::retry::{ErrorClass, Failure, Phase, classify};
+use crate::retry::{ErrorClass, Failure, Phase, SqlState, classify};
 use crate::storage::pool::counters::{CloseCause, PoolCounters};
+use crate::storage::runner::sqlstate_of;
 
 /// A pooled connection with the bookkeeping the pool needs.
 pub struct PgConn {
@@ -67,7 +68,7 @@ pub struct ConnectError {
     /// The server's or driver's message (never a password: tokio-postgres does not print one).
     pub message: String,
     /// The SQLSTATE, when the server sent an error.
-    pub sqlstate: Option<String>,
+    pub sqlstate: Option<SqlState>,
     /// The IO error kind, when a socket failed.
     pub io_kind: Option<io::ErrorKind>,
     /// Where it failed.
@@ -82,18 +83,60 @@ impl ConnectError {
             Some(db) => db.message().to_owned(),
             None => error_chain(err),
         };
-        Self { message, sqlstate: err.code().map(|c| c.code().to_owned()), io_kind, phase: Phase::Connect }
+        let sqlstate = err.code().and_then(|c| SqlState::parse(c.code()));
+        Self { message, sqlstate, io_kind, phase: Phase::Connect }
     }
 
     fn validation(message: String) -> Self {
         Self { message, sqlstate: None, io_kind: None, phase: Phase::Checkout }
     }
 
+    fn no_hosts() -> Self {
+        Self { message: "no database host is configured".into(), sqlstate: None, io_kind: None, phase: Phase::Connect }
+    }
+
+    fn timed_out(limit: Duration) -> Self {
+        Self {
+            message: format!("connection set-up took longer than connect_timeout ({limit:?})"),
+            sqlstate: None,
+            io_kind: Some(io::ErrorKind::TimedOut),
+            phase: Phase::Connect,
+        }
+    }
+
+    fn closed_during_setup(error: Option<tokio_postgres::Error>) -> Self {
+        match error {
+            Some(error) => Self::from_postgres(&error),
+            None => Self {
+                message: "the server closed the connection during set-up".into(),
+                sqlstate: None,
+                io_kind: Some(io::ErrorKind::UnexpectedEof),
+                phase: Phase::Connect,
+            },
+        }
+    }
+
+    /// A failure of diesel-async's session set-up.
+    fn from_setup(error: &diesel::ConnectionError) -> Self {
+        match error {
+            diesel::ConnectionError::CouldntSetupConfiguration(query) => Self::from_setup_query(query),
+            other => Self { message: error_chain(other), sqlstate: None, io_kind: None, phase: Phase::Connect },
+        }
+    }
+
+    fn from_setup_query(error: &diesel::result::Error) -> Self {
+        let sqlstate = match error {
+            diesel::result::Error::DatabaseError(_, info) => sqlstate_of(info.as_ref()),
+            _ => None,
+        };
+        Self { message: error.to_string(), sqlstate, io_kind: None, phase: Phase::Connect }
+    }
+
     /// The class of this failure.
     pub fn class(&self) -> ErrorClass {
         classify(&Failure {
             phase: self.phase,
-            sqlstate: self.sqlstate.as_deref(),
+            sqlstate: self.sqlstate,
             message: &self.message,
             connection_broken: true,
             io_kind: self.io_kind,
@@ -115,7 +158,8 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 
 /// Opens, checks and retires connections for bb8.
 pub struct Manager {
-    pg_config: tokio_postgres::Config,
+    hosts: Vec<tokio_postgres::Config>,
+    connect_timeout: Duration,
     tls: MakeRustlsConnect,
     statement_cache: bool,
     validation_timeout: Duration,
@@ -128,7 +172,7 @@ pub struct Manager {
 impl std::fmt::Debug for Manager {
     // tokio_postgres::Config's Debug redacts the password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Manager").field("pg_config", &self.pg_config).finish_non_exhaustive()
+        f.debug_struct("Manager").field("hosts", &self.hosts).finish_non_exhaustive()
     }
 }
 
@@ -145,18 +189,22 @@ pub struct ManagerSettings {
     pub max_lifetime: Duration,
     /// …plus a random part of this, so they do not all expire together.
     pub lifetime_jitter: Duration,
+    /// The longest one host's whole set-up may take (TCP, TLS, authentication, the read-write
+    /// check, the session set-up); zero waits forever, as in libpq.
+    pub connect_timeout: Duration,
 }
 
 impl Manager {
     /// A manager for the given connection settings.
     pub fn new(
-        pg_config: tokio_postgres::Config,
+        hosts: Vec<tokio_postgres::Config>,
         tls: MakeRustlsConnect,
         settings: &ManagerSettings,
         counters: Arc<PoolCounters>,
     ) -> Self {
         Self {
-            pg_config,
+            hosts,
+            connect_timeout: settings.connect_timeout,
             tls,
             statement_cache: settings.statement_cache,
             validation_timeout: settings.validation_timeout,
@@ -167,24 +215,60 @@ impl Manager {
         }
     }
 
-    /// Opens a connection outside any pool (migrations, the health monitor).
+    /// Opens a connection (for the pool, migrations or the health monitor): each host in turn,
+    /// each host's whole set-up bounded by `connect_timeout`, until one accepts.
     pub async fn open(&self) -> Result<PgConn, ConnectError> {
-        let (client, connection) = self.pg_config.connect(self.tls.clone()).await.map_err(|e| {
-            self.counters.connect_failed();
-            ConnectError::from_postgres(&e)
-        })?;
-        let mut conn = AsyncPgConnection::try_from_client_and_connection(client, connection).await.map_err(|e| {
-            self.counters.connect_failed();
-            ConnectError { message: error_chain(&e), sqlstate: None, io_kind: None, phase: Phase::Connect }
-        })?;
+        let mut last = ConnectError::no_hosts();
+        for host in &self.hosts {
+            match self.open_bounded(host).await {
+                Ok(conn) => {
+                    self.counters.created();
+                    self.counters.set_last_connect_error(None);
+                    return Ok(self.pooled(conn));
+                }
+                Err(error) => {
+                    self.counters.connect_failed();
+                    last = error;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    async fn open_bounded(&self, host: &tokio_postgres::Config) -> Result<AsyncPgConnection, ConnectError> {
+        if self.connect_timeout.is_zero() {
+            return self.establish(host).await;
+        }
+        tokio::time::timeout(self.connect_timeout, self.establish(host))
+            .await
+            .unwrap_or_else(|_| Err(ConnectError::timed_out(self.connect_timeout)))
+    }
+
+    /// Connects and runs diesel-async's session set-up inside a transaction. The set-up sends
+    /// named prepared statements, concurrently; inside `BEGIN … COMMIT` a transaction-mode pooler
+    /// (PgBouncer) keeps them on one server connection, so they cannot fail with "prepared
+    /// statement does not exist".
+    async fn establish(&self, host: &tokio_postgres::Config) -> Result<AsyncPgConnection, ConnectError> {
+        let (client, mut connection) =
+            host.connect(self.tls.clone()).await.map_err(|e| ConnectError::from_postgres(&e))?;
+        tokio::select! {
+            begun = client.batch_execute("BEGIN") => begun.map_err(|e| ConnectError::from_postgres(&e))?,
+            ended = &mut connection => return Err(ConnectError::closed_during_setup(ended.err())),
+        }
+        let mut conn = AsyncPgConnection::try_from_client_and_connection(client, connection)
+            .await
+            .map_err(|e| ConnectError::from_setup(&e))?;
+        conn.batch_execute("COMMIT").await.map_err(|e| ConnectError::from_setup_query(&e))?;
         if !self.statement_cache {
             conn.set_prepared_statement_cache_size(CacheSize::Disabled);
         }
-        self.counters.created();
-        self.counters.set_last_connect_error(None);
+        Ok(conn)
+    }
+
+    fn pooled(&self, conn: AsyncPgConnection) -> PgConn {
         let jitter = self.lifetime_jitter.mul_f64(rand::random::<f64>());
         let now = Instant::now();
-        Ok(PgConn { conn, expires_at: now + self.max_lifetime + jitter, last_used: now, in_flight: false })
+        PgConn { conn, expires_at: now + self.max_lifetime + jitter, last_used: now, in_flight: false }
     }
 
     async fn ping(&self, conn: &mut PgConn) -> Result<(), ConnectError> {

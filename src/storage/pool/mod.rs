@@ -239,8 +239,9 @@ fn build(
         validation_skip: config.validation_skip,
         max_lifetime: config.max_lifetime,
         lifetime_jitter: config.lifetime_jitter,
+        connect_timeout: database.connect_timeout,
     };
-    let manager = Manager::new(connect::pg_config(database), tls, &settings, counters.clone());
+    let manager = Manager::new(connect::host_configs(database), tls, &settings, counters.clone());
     Ok(bb8::Pool::builder()
         .max_size(config.max_size.max(1))
         .min_idle(Some(config.min_idle.min(config.max_size)))
