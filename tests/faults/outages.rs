@@ -175,3 +175,75 @@ impl PromotedView<'_> {
             .unwrap_or_else(|e| panic!("{statement}: {e}"))
     }
 }
+
+/// A server that speaks German (`lc_messages = 'de_DE.UTF-8'`): lock timeouts are recognised
+/// as contention and retried, a restart as the server going away, each from its SQLSTATE; no
+/// translated message surfaces as an internal error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_german_speaking_server_is_classified_by_sqlstate_and_loses_nothing() {
+    let _serial = serial().await;
+    let mut db = Db::start(DbOptions { settings: vec!["lc_messages = 'de_DE.UTF-8'".into()], ..Default::default() });
+    let german = tokio::task::block_in_place(|| db.cluster.psql("ckpt", "SELECT 1/0")).expect_err("division by zero");
+    assert!(german.to_string().contains("Division durch Null"), "the server speaks German: {german}");
+    sql(&db, "ALTER ROLE app SET lock_timeout = '200ms'");
+    let service = Service::start_serving(fault_config(&db.url())).await;
+    let running = load::start(service.addr, LoadOptions::standard()).await;
+    progress(&running, 100, "load before the lock").await;
+    let admin = crate::helpers::connect(&db.cluster.url("ckpt")).await;
+    admin.batch_execute("BEGIN; LOCK TABLE checkpoints IN ACCESS EXCLUSIVE MODE").await.expect("lock");
+    eventually(Duration::from_secs(30), "lock timeouts to be retried as contention", || async {
+        service.status().await.retries_by_class.get("contention").copied().unwrap_or(0) > 0
+    })
+    .await;
+    admin.batch_execute("ROLLBACK").await.expect("unlock");
+    progress(&running, 100, "load after the lock").await;
+    tokio::task::block_in_place(|| db.cluster.restart("fast")).expect("restart");
+    let restarted = tokio::time::Instant::now();
+    progress(&running, 100, "load after the restart").await;
+    let recovered_in = restarted.elapsed();
+    let result = running.finish().await;
+    let verdict = result.verify(service.addr, &db).await;
+    verdict.assert_nothing_lost(result.options.deadline, MARGIN);
+    assert_eq!(result.calls.codes.get("Internal"), None, "{:?}", result.calls.messages);
+    let failures = service.status().await.retries_by_class;
+    assert_eq!(failures.get("internal").copied().unwrap_or(0), 0, "{failures:?}");
+    report("german_lock_timeout_and_restart", &result, &verdict, Some(recovered_in));
+    service.stop().await;
+}
+
+/// A synchronous standby that stops: COMMIT waits for it. Even with a statement timeout shorter
+/// than the deadline, the wait is never cut short into a local-only commit that is acknowledged
+/// (PostgreSQL would warn "committed locally, but might not have been replicated" and report
+/// success): the call ends with DEADLINE_EXCEEDED, and succeeds once the standby is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_synchronous_standby_never_gets_a_write_acknowledged() {
+    let _serial = serial().await;
+    let primary = Db::start(DbOptions { settings: vec!["wal_level = replica".into()], ..Default::default() });
+    let mut standby = tokio::task::block_in_place(|| {
+        LocalCluster::start(ClusterOptions {
+            standby_of: Some((primary.cluster.port(), "standby1".into())),
+            ..Default::default()
+        })
+    })
+    .expect("start the streaming standby");
+    sql(&primary, "ALTER SYSTEM SET synchronous_standby_names = 'standby1'");
+    sql(&primary, "SELECT pg_reload_conf()");
+    let mut config = fault_config(&primary.url());
+    config.storage.statement_timeout = Duration::from_millis(500);
+    let service = Service::start_serving(config).await;
+    let deadline = Duration::from_secs(3);
+    let mut client = load::client(service.addr, deadline).await;
+    client.put(load::put_request("sync", 0, 1, None)).await.expect("a replicated write");
+    tokio::task::block_in_place(|| standby.stop("fast")).expect("stop the standby");
+    let started = tokio::time::Instant::now();
+    let status = client.put(load::put_request("sync", 0, 2, None)).await.expect_err("never acknowledged");
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(started.elapsed() <= deadline + MARGIN, "answered after {:?}", started.elapsed());
+    tokio::task::block_in_place(|| standby.start_server()).expect("restart the standby");
+    eventually(Duration::from_secs(30), "the write to succeed once the standby is back", || {
+        let mut client = client.clone();
+        async move { client.put(load::put_request("sync", 0, 2, None)).await.is_ok() }
+    })
+    .await;
+    service.stop().await;
+}

@@ -38,6 +38,11 @@ async fn pgbouncer_transaction_mode_serves_every_call_and_survives_backend_death
     verdict.assert_nothing_lost(result.options.deadline, MARGIN);
     let internal = result.calls.codes.get("Internal").copied().unwrap_or(0);
     assert_eq!(internal, 0, "backend deaths are retried, never internal errors: {:?}", result.calls.messages);
+    let pool = service.status().await.pool.expect("pool");
+    assert_eq!(
+        pool.connect_failures, 0,
+        "every new connection's set-up is pooler-safe (no \"prepared statement does not exist\"); see the log"
+    );
     report("pgbouncer_transaction_mode", &result, &verdict, None);
     service.stop().await;
     drop(bouncer);

@@ -1,10 +1,11 @@
-//! A TCP proxy between checkpointd and PostgreSQL that cuts, refuses, delays or swallows traffic.
+//! A TCP proxy between checkpointd and PostgreSQL that cuts, refuses, delays or swallows traffic,
+//! or accepts new connections and never answers them.
 //! A userspace proxy cannot fake a half-open socket (its kernel still acknowledges data), which
 //! `netns.rs` covers; it fakes everything else.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,6 +16,7 @@ use tokio::task::JoinHandle;
 const PASS: u8 = 0;
 const BLACKHOLE: u8 = 1;
 const REFUSE: u8 = 2;
+const SILENT: u8 = 3;
 
 /// What the proxy does with traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +27,9 @@ pub enum Mode {
     Blackhole,
     /// Accept and immediately reset new connections.
     Refuse,
+    /// Accept new connections and never answer them, nor close them (a hung pooler or load
+    /// balancer); connections already open keep working.
+    Silent,
 }
 
 #[derive(Debug)]
@@ -32,6 +37,9 @@ struct Control {
     mode: AtomicU8,
     latency_ms: AtomicU64,
     cut: watch::Sender<u64>,
+    refused: AtomicU64,
+    /// Connections accepted in silent mode: kept open, unanswered, until the proxy is dropped.
+    silent: Mutex<Vec<TcpStream>>,
 }
 
 /// A running proxy.
@@ -47,8 +55,13 @@ impl FaultProxy {
     pub async fn start(upstream: SocketAddr) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("proxy address").port();
-        let control =
-            Arc::new(Control { mode: AtomicU8::new(PASS), latency_ms: AtomicU64::new(0), cut: watch::channel(0).0 });
+        let control = Arc::new(Control {
+            mode: AtomicU8::new(PASS),
+            latency_ms: AtomicU64::new(0),
+            cut: watch::channel(0).0,
+            refused: AtomicU64::new(0),
+            silent: Mutex::new(Vec::new()),
+        });
         let task = tokio::spawn(accept(listener, upstream, control.clone()));
         FaultProxy { port, control, task }
     }
@@ -59,6 +72,7 @@ impl FaultProxy {
             Mode::Pass => PASS,
             Mode::Blackhole => BLACKHOLE,
             Mode::Refuse => REFUSE,
+            Mode::Silent => SILENT,
         };
         self.control.mode.store(value, Ordering::SeqCst);
     }
@@ -66,6 +80,16 @@ impl FaultProxy {
     /// Delays every chunk by `latency`.
     pub fn set_latency(&self, latency: Duration) {
         self.control.latency_ms.store(u64::try_from(latency.as_millis()).unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+
+    /// How many connections were refused so far.
+    pub fn refused(&self) -> u64 {
+        self.control.refused.load(Ordering::SeqCst)
+    }
+
+    /// How many connections were accepted and left unanswered so far.
+    pub fn silent(&self) -> usize {
+        self.control.silent.lock().map_or(0, |held| held.len())
     }
 
     /// Resets every open connection (both sides see RST).
@@ -90,10 +114,20 @@ fn reset_on_close(stream: &TcpStream) {
 
 async fn accept(listener: TcpListener, upstream: SocketAddr, control: Arc<Control>) {
     while let Ok((client, _)) = listener.accept().await {
-        if control.mode.load(Ordering::SeqCst) == REFUSE {
-            reset_on_close(&client);
-            drop(client);
-            continue;
+        match control.mode.load(Ordering::SeqCst) {
+            REFUSE => {
+                reset_on_close(&client);
+                drop(client);
+                control.refused.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+            SILENT => {
+                if let Ok(mut held) = control.silent.lock() {
+                    held.push(client);
+                }
+                continue;
+            }
+            _ => {}
         }
         tokio::spawn(relay(client, upstream, control.clone()));
     }
