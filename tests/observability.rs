@@ -248,7 +248,8 @@ async fn a_put_that_shared_a_batch(app: &TestApp) -> (Span, Vec<Span>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_put_that_shared_a_commit_links_to_the_batch_that_ran_it() {
     let (mut app, _) = spawn_observed_app(|config| {
-        config.storage.put_coalescing = Some(CoalescingConfig { max_transactions: 1, max_batch: 64 });
+        config.storage.put_coalescing =
+            Some(CoalescingConfig { max_transactions: 1, max_batch: 64, max_batch_bytes: 32 << 20 });
     })
     .await;
     wait_until_serving(app.addr).await;

@@ -140,6 +140,10 @@ pub struct ServerArgs {
     /// With coalescing: most Puts in one transaction.
     #[arg(long, env = "CHECKPOINTD_PUT_BATCH_MAX", default_value_t = 64)]
     pub put_batch_max: usize,
+    /// With coalescing: most payload bytes in one Put transaction (a single larger Put still
+    /// runs, alone).
+    #[arg(long, env = "CHECKPOINTD_PUT_BATCH_MAX_BYTES", default_value = "32MiB", value_parser = byte_size)]
+    pub put_batch_max_bytes: usize,
     /// Most checkpoints read from the database per List page.
     #[arg(long, env = "CHECKPOINTD_LIST_PAGE_SIZE", default_value_t = 256)]
     pub list_page_size: u64,
@@ -413,6 +417,7 @@ impl ServeArgs {
                 put_coalescing: self.server.put_coalescing.then_some(CoalescingConfig {
                     max_transactions: self.server.put_transactions_max.max(1),
                     max_batch: self.server.put_batch_max.max(1),
+                    max_batch_bytes: self.server.put_batch_max_bytes.max(1),
                 }),
             },
             monitor: MonitorConfig {

@@ -74,6 +74,8 @@ pub struct CoalescingConfig {
     pub max_transactions: usize,
     /// Most Puts in one transaction.
     pub max_batch: usize,
+    /// Most payload bytes in one transaction; a single larger Put runs alone.
+    pub max_batch_bytes: usize,
 }
 
 /// How logs are written.

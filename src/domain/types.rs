@@ -95,6 +95,24 @@ pub struct PutCheckpoint {
     pub blobs: Vec<ChannelBlob>,
 }
 
+impl PutCheckpoint {
+    /// The bytes this checkpoint sends to the database: ids, documents and blob values.
+    pub fn payload_bytes(&self) -> usize {
+        let ids = self.thread_id.len()
+            + self.checkpoint_ns.len()
+            + self.checkpoint_id.len()
+            + self.parent_checkpoint_id.as_ref().map_or(0, String::len);
+        let blobs: usize = self
+            .blobs
+            .iter()
+            .map(|b| {
+                b.channel.len() + b.version.len() + b.value.type_tag.len() + b.value.data.as_ref().map_or(0, Vec::len)
+            })
+            .sum();
+        ids + self.checkpoint.as_str().len() + self.metadata.as_str().len() + blobs
+    }
+}
+
 /// Save the pending writes of one task (LangGraph `put_writes`).
 #[derive(Debug, Clone)]
 pub struct PutWrites {

@@ -3,8 +3,14 @@
 //! own checkpoint.
 //!
 //! Puts wait in a queue. While fewer than `max_transactions` batches run, a Put starts a drain
-//! task; a drain takes every queued Put (up to `max_batch`, with distinct keys), runs them as
-//! one statement in one transaction, answers each caller, and repeats until the queue is empty.
+//! task; a drain takes every queued Put (up to `max_batch` and `max_batch_bytes`, with distinct
+//! keys none of which another batch is writing), runs them as one statement in one transaction,
+//! answers each caller, and repeats until the queue is empty.
+//!
+//! A batch runs under the smallest deadline among its members. Before every attempt and retry
+//! it withdraws the members whose callers gave up (deadline passed, call cancelled), so a Put
+//! its caller was told had failed is never applied later; members that still have time when
+//! another member's deadline ends an attempt go back to the queue for the next batch.
 //! Batching is natural: a lone Put runs at once as a batch of one, with no waiting window, and
 //! Puts arriving while a commit is in flight form the next batch. Drains are spawned tasks, so a
 //! caller that goes away never abandons the others' checkpoints half-way.
@@ -14,6 +20,7 @@
 //! monitor knows the database is down, Puts bypass the queue and fail fast on their own.
 
 use std::collections::{HashSet, VecDeque};
+use std::mem;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -26,7 +33,11 @@ use crate::domain::PutCheckpoint;
 use crate::retry::ErrorClass;
 use crate::storage::StorageError;
 use crate::storage::ops::{PutManyOp, PutOp};
+use crate::storage::retry_loop::{AttemptFailure, Attempts, LoopError};
 use crate::storage::runner::Runner;
+
+/// A checkpoint's primary key: (thread, namespace, checkpoint id).
+type Key = (String, String, String);
 
 /// One Put waiting for a commit.
 struct Pending {
@@ -37,9 +48,22 @@ struct Pending {
     answer: oneshot::Sender<Result<(), StorageError>>,
 }
 
+impl Pending {
+    fn key(&self) -> Key {
+        (self.put.thread_id.clone(), self.put.checkpoint_ns.clone(), self.put.checkpoint_id.clone())
+    }
+
+    /// Whether the caller still waits for the answer.
+    fn caller_waits(&self) -> bool {
+        !self.answer.is_closed() && self.deadline > Instant::now()
+    }
+}
+
 #[derive(Default)]
 struct Queue {
     waiting: VecDeque<Pending>,
+    /// Keys some batch is writing now: a later Put of the same key waits for it.
+    running: HashSet<Key>,
     drains: usize,
     next_id: u64,
 }
@@ -74,8 +98,11 @@ impl std::fmt::Debug for PutCoalescer {
 
 impl PutCoalescer {
     pub(crate) fn new(config: CoalescingConfig) -> Self {
-        let config =
-            CoalescingConfig { max_transactions: config.max_transactions.max(1), max_batch: config.max_batch.max(1) };
+        let config = CoalescingConfig {
+            max_transactions: config.max_transactions.max(1),
+            max_batch: config.max_batch.max(1),
+            max_batch_bytes: config.max_batch_bytes.max(1),
+        };
         Self {
             queue: Mutex::new(Queue::default()),
             config,
@@ -108,6 +135,8 @@ impl PutCoalescer {
         }
         let (answer, mut answered) = oneshot::channel();
         let (id, start_drain) = self.enqueue(put, deadline, answer);
+        // A handler dropped while waiting (its call cancelled) leaves nothing queued.
+        let queued = Withdraw { coalescer: self, id };
         if start_drain {
             tokio::spawn(self.clone().drain(runner.clone()));
         }
@@ -115,7 +144,7 @@ impl PutCoalescer {
         if let Ok(outcome) = tokio::time::timeout_at(queue_wait, &mut answered).await {
             return outcome.unwrap_or_else(|_| Err(lost_batch()));
         }
-        if self.withdraw(id) {
+        if queued.now() {
             if Instant::now() >= deadline {
                 return Err(deadline_passed());
             }
@@ -156,7 +185,7 @@ impl PutCoalescer {
 
     /// Runs batches until the queue is empty.
     async fn drain(self: Arc<Self>, runner: Arc<Runner>) {
-        let mut guard = DrainGuard { coalescer: &self, done: false };
+        let mut guard = DrainGuard { coalescer: &self, done: false, finished: Vec::new(), requeued: Vec::new() };
         loop {
             let batch = guard.next_batch();
             if batch.is_empty() {
@@ -164,47 +193,73 @@ impl PutCoalescer {
             }
             self.batches.fetch_add(1, Ordering::Relaxed);
             self.puts.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            guard.finished = batch.iter().map(Pending::key).collect();
             let span = batch_span(&batch);
-            run_batch(&runner, batch).instrument(span).await;
+            guard.requeued = run_batch(&runner, batch).instrument(span).await;
         }
     }
 
-    /// Takes up to `max_batch` queued Puts with distinct keys (a repeated key waits for the next
-    /// batch) whose callers are still waiting.
+    /// Takes up to `max_batch` queued Puts of at most `max_batch_bytes` in all (one larger Put
+    /// runs alone), with distinct keys no running batch holds, whose callers are still waiting.
+    /// Their keys count as running until the batch ends.
     fn take_batch(&self, queue: &mut Queue) -> Vec<Pending> {
         let mut batch = Vec::new();
-        let mut keys = HashSet::new();
+        let mut bytes = 0;
         let mut kept = VecDeque::new();
         while let Some(pending) = queue.waiting.pop_front() {
-            if batch.len() == self.config.max_batch {
-                kept.push_back(pending);
-                continue;
-            }
             if pending.answer.is_closed() {
                 continue;
             }
-            let put = &pending.put;
-            if keys.insert((put.thread_id.clone(), put.checkpoint_ns.clone(), put.checkpoint_id.clone())) {
-                batch.push(pending);
-            } else {
+            let size = pending.put.payload_bytes();
+            let full =
+                batch.len() == self.config.max_batch || !batch.is_empty() && bytes + size > self.config.max_batch_bytes;
+            if full || !queue.running.insert(pending.key()) {
                 kept.push_back(pending);
+                continue;
             }
+            bytes += size;
+            batch.push(pending);
         }
         queue.waiting = kept;
         batch
     }
 }
 
-/// Ends a drain: takes the next batch, and counts the drain out when there is none (or when the
-/// task ends any other way), so new Puts start a fresh one.
+/// Withdraws a queued Put when its handler stops waiting, unless a batch holds it already.
+struct Withdraw<'a> {
+    coalescer: &'a PutCoalescer,
+    id: u64,
+}
+
+impl Withdraw<'_> {
+    /// Withdraws now; true when the Put was still queued.
+    fn now(self) -> bool {
+        let withdrawn = self.coalescer.withdraw(self.id);
+        mem::forget(self);
+        withdrawn
+    }
+}
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        self.coalescer.withdraw(self.id);
+    }
+}
+
+/// Ends a drain: releases the keys of the batch that finished, puts back its members that still
+/// have time, takes the next batch, and counts the drain out when there is none (or when the task
+/// ends any other way), so new Puts start a fresh one.
 struct DrainGuard<'a> {
     coalescer: &'a PutCoalescer,
     done: bool,
+    finished: Vec<Key>,
+    requeued: Vec<Pending>,
 }
 
 impl DrainGuard<'_> {
     fn next_batch(&mut self) -> Vec<Pending> {
         let mut queue = self.coalescer.queue.lock().unwrap_or_else(|e| e.into_inner());
+        self.release(&mut queue);
         let batch = self.coalescer.take_batch(&mut queue);
         if batch.is_empty() {
             queue.drains -= 1;
@@ -212,12 +267,22 @@ impl DrainGuard<'_> {
         }
         batch
     }
+
+    fn release(&mut self, queue: &mut Queue) {
+        for key in self.finished.drain(..) {
+            queue.running.remove(&key);
+        }
+        for pending in self.requeued.drain(..).rev() {
+            queue.waiting.push_front(pending);
+        }
+    }
 }
 
 impl Drop for DrainGuard<'_> {
     fn drop(&mut self) {
+        let mut queue = self.coalescer.queue.lock().unwrap_or_else(|e| e.into_inner());
+        self.release(&mut queue);
         if !self.done {
-            let mut queue = self.coalescer.queue.lock().unwrap_or_else(|e| e.into_inner());
             queue.drains -= 1;
         }
     }
@@ -238,27 +303,81 @@ fn batch_span(batch: &[Pending]) -> tracing::Span {
     span
 }
 
-/// Runs one batch and answers every caller in it. When the database refuses the batch itself,
-/// each Put runs alone, so one bad checkpoint fails only its own caller.
-async fn run_batch(runner: &Runner, batch: Vec<Pending>) {
-    let deadline = batch.iter().map(|p| p.deadline).max().unwrap_or_else(Instant::now);
-    let outcome = match batch.as_slice() {
-        [one] => runner.run(&PutOp(&one.put), deadline).await,
-        many => {
-            let puts: Vec<&PutCheckpoint> = many.iter().map(|p| &p.put).collect();
-            runner.run(&PutManyOp(&puts), deadline).await
-        }
-    };
-    let refused =
-        matches!(outcome, Err(StorageError::Database { class: ErrorClass::Rejected | ErrorClass::Internal, .. }));
-    if refused && batch.len() > 1 {
-        for pending in batch {
-            let outcome = runner.run(&PutOp(&pending.put), pending.deadline).await;
-            let _ = pending.answer.send(outcome);
-        }
-        return;
+/// The members of one batch, attempted together under the smallest of their deadlines.
+struct BatchAttempts<'a> {
+    runner: &'a Runner,
+    members: Vec<Pending>,
+}
+
+impl Attempts for BatchAttempts<'_> {
+    type Output = ();
+
+    fn name(&self) -> &'static str {
+        "put"
     }
-    for pending in batch {
+
+    fn deadline(&mut self) -> Option<Instant> {
+        withdraw_gone(&mut self.members)
+    }
+
+    async fn attempt(&mut self, number: u32, deadline: Instant) -> Result<(), AttemptFailure> {
+        match self.members.as_slice() {
+            [one] => self.runner.attempt_once(&PutOp(&one.put), number, deadline).await,
+            many => {
+                let puts: Vec<&PutCheckpoint> = many.iter().map(|p| &p.put).collect();
+                self.runner.attempt_once(&PutManyOp(&puts), number, deadline).await
+            }
+        }
+    }
+}
+
+/// Runs one batch and answers every caller in it; returns the members to queue again (those
+/// that still had time when another member's deadline ended the batch). When the database
+/// refuses the batch itself, each Put runs alone, so one bad checkpoint fails only its own caller.
+async fn run_batch(runner: &Runner, mut members: Vec<Pending>) -> Vec<Pending> {
+    // One order for every batch's rows, so concurrent batches lock rows in the same order.
+    members.sort_by(|a, b| key_of(a).cmp(&key_of(b)));
+    let mut attempts = BatchAttempts { runner, members };
+    let outcome = runner.retry(&mut attempts).await;
+    let members = attempts.members;
+    match outcome {
+        Ok(()) => answer_all(members, &Ok(())),
+        Err(LoopError::Abandoned { .. }) => {}
+        Err(LoopError::Failed { failure, .. }) if failure.class == ErrorClass::Deadline => {
+            let (later, due): (Vec<_>, Vec<_>) = members.into_iter().partition(Pending::caller_waits);
+            answer_all(due, &Err(deadline_passed()));
+            return later;
+        }
+        Err(LoopError::Failed { failure, .. })
+            if members.len() > 1 && matches!(failure.class, ErrorClass::Rejected | ErrorClass::Internal) =>
+        {
+            for pending in members {
+                let outcome = runner.run(&PutOp(&pending.put), pending.deadline).await;
+                let _ = pending.answer.send(outcome);
+            }
+        }
+        Err(error) => answer_all(members, &Err(error.into_storage_error("put"))),
+    }
+    Vec::new()
+}
+
+/// Withdraws the members whose callers gave up (telling them so, should they still listen), then
+/// returns the smallest deadline left; `None` when nobody is left.
+fn withdraw_gone(members: &mut Vec<Pending>) -> Option<Instant> {
+    let (waiting, gone): (Vec<_>, Vec<_>) = mem::take(members).into_iter().partition(Pending::caller_waits);
+    for pending in gone {
+        let _ = pending.answer.send(Err(deadline_passed()));
+    }
+    *members = waiting;
+    members.iter().map(|p| p.deadline).min()
+}
+
+fn key_of(pending: &Pending) -> (&str, &str, &str) {
+    (&pending.put.thread_id, &pending.put.checkpoint_ns, &pending.put.checkpoint_id)
+}
+
+fn answer_all(members: Vec<Pending>, outcome: &Result<(), StorageError>) {
+    for pending in members {
         let _ = pending.answer.send(outcome.clone());
     }
 }
@@ -292,57 +411,109 @@ fn deadline_passed() -> StorageError {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::domain::JsonDocument;
+    use std::time::Duration;
 
-    fn pending(thread: &str, id: &str) -> (Pending, oneshot::Receiver<Result<(), StorageError>>) {
+    use super::*;
+    use crate::domain::{ChannelBlob, JsonDocument, TypedValue};
+
+    fn put(thread: &str, id: &str, blob_bytes: usize) -> PutCheckpoint {
         let document = JsonDocument::parse(br#"{}"#.to_vec(), 8).expect("json");
-        let put = PutCheckpoint {
+        let blobs = if blob_bytes == 0 {
+            Vec::new()
+        } else {
+            let value = TypedValue { type_tag: String::new(), data: Some(vec![0; blob_bytes]) };
+            vec![ChannelBlob { channel: String::new(), version: String::new(), value }]
+        };
+        PutCheckpoint {
             thread_id: thread.into(),
             checkpoint_ns: String::new(),
             checkpoint_id: id.into(),
             parent_checkpoint_id: None,
             checkpoint: document.clone(),
             metadata: document,
-            blobs: Vec::new(),
-        };
+            blobs,
+        }
+    }
+
+    type Answered = oneshot::Receiver<Result<(), StorageError>>;
+
+    fn pending_of(put: PutCheckpoint, deadline: Instant) -> (Pending, Answered) {
         let (answer, answered) = oneshot::channel();
-        (Pending { id: 0, put, deadline: Instant::now(), span: tracing::Span::none(), answer }, answered)
+        (Pending { id: 0, put, deadline, span: tracing::Span::none(), answer }, answered)
+    }
+
+    fn pending(thread: &str, id: &str) -> (Pending, Answered) {
+        pending_of(put(thread, id, 0), Instant::now() + Duration::from_secs(60))
     }
 
     fn coalescer(max_batch: usize) -> PutCoalescer {
-        PutCoalescer::new(CoalescingConfig { max_transactions: 2, max_batch })
+        PutCoalescer::new(CoalescingConfig { max_transactions: 2, max_batch, max_batch_bytes: 1 << 20 })
     }
 
     fn ids(batch: &[Pending]) -> Vec<&str> {
         batch.iter().map(|p| p.put.checkpoint_id.as_str()).collect()
     }
 
-    #[test]
-    fn a_batch_takes_distinct_keys_up_to_its_size_in_arrival_order() {
-        let coalescer = coalescer(3);
+    fn queue_of(entries: &[(&str, &str)]) -> (Queue, Vec<Answered>) {
         let mut queue = Queue::default();
         let mut receivers = Vec::new();
-        for (thread, id) in [("t", "a"), ("t", "a"), ("t", "b"), ("u", "a"), ("t", "c")] {
+        for (thread, id) in entries {
             let (p, r) = pending(thread, id);
             queue.waiting.push_back(p);
             receivers.push(r);
         }
+        (queue, receivers)
+    }
+
+    #[test]
+    fn a_batch_takes_distinct_keys_up_to_its_size_in_arrival_order() {
+        let coalescer = coalescer(3);
+        let (mut queue, _receivers) = queue_of(&[("t", "a"), ("t", "a"), ("t", "b"), ("u", "a"), ("t", "c")]);
         let first = coalescer.take_batch(&mut queue);
         assert_eq!(ids(&first), ["a", "b", "a"], "the repeated key and the overflow wait");
-        let second = coalescer.take_batch(&mut queue);
-        assert_eq!(ids(&second), ["a", "c"]);
-        assert!(coalescer.take_batch(&mut queue).is_empty());
+        assert_eq!(ids(&coalescer.take_batch(&mut queue)), ["c"], "t/a waits while a batch writes it");
+    }
+
+    #[test]
+    fn a_key_is_free_for_the_next_batch_once_its_batch_ends() {
+        let coalescer = coalescer(8);
+        let (mut queue, _receivers) = queue_of(&[("t", "a"), ("t", "a")]);
+        let first = coalescer.take_batch(&mut queue);
+        assert!(coalescer.take_batch(&mut queue).is_empty(), "the same key never runs in two batches at once");
+        let mut guard = DrainGuard {
+            coalescer: &coalescer,
+            done: false,
+            finished: first.iter().map(Pending::key).collect(),
+            requeued: Vec::new(),
+        };
+        guard.release(&mut queue);
+        guard.done = true;
+        assert_eq!(ids(&coalescer.take_batch(&mut queue)), ["a"]);
+    }
+
+    #[test]
+    fn a_batch_stops_at_its_byte_limit_but_a_larger_put_runs_alone() {
+        let coalescer =
+            PutCoalescer::new(CoalescingConfig { max_transactions: 2, max_batch: 64, max_batch_bytes: 1000 });
+        let mut queue = Queue::default();
+        let mut receivers = Vec::new();
+        for (id, bytes) in [("a", 400), ("b", 400), ("c", 400), ("huge", 5000), ("d", 10)] {
+            let (p, r) = pending_of(put("t", id, bytes), Instant::now() + Duration::from_secs(60));
+            queue.waiting.push_back(p);
+            receivers.push(r);
+        }
+        assert_eq!(ids(&coalescer.take_batch(&mut queue)), ["a", "b", "d"], "a small Put still fits");
+        queue.running.clear();
+        assert_eq!(ids(&coalescer.take_batch(&mut queue)), ["c"]);
+        queue.running.clear();
+        assert_eq!(ids(&coalescer.take_batch(&mut queue)), ["huge"]);
     }
 
     #[test]
     fn puts_whose_callers_left_are_dropped_from_the_queue() {
         let coalescer = coalescer(8);
-        let mut queue = Queue::default();
-        let (gone, gone_receiver) = pending("t", "gone");
-        let (kept, _kept_receiver) = pending("t", "kept");
-        queue.waiting.extend([gone, kept]);
-        drop(gone_receiver);
+        let (mut queue, mut receivers) = queue_of(&[("t", "gone"), ("t", "kept")]);
+        drop(receivers.remove(0));
         assert_eq!(ids(&coalescer.take_batch(&mut queue)), ["kept"]);
     }
 
@@ -370,5 +541,46 @@ mod tests {
         assert_eq!(ids(&coalescer.take_batch(&mut queue)), ["a"]);
         drop(queue);
         assert!(!coalescer.withdraw(first), "a batch holds it");
+    }
+
+    #[test]
+    fn a_dropped_handler_leaves_nothing_queued() {
+        let coalescer = coalescer(8);
+        let (p, _answered) = pending("t", "a");
+        let (id, _) = coalescer.enqueue(p.put, p.deadline, p.answer);
+        drop(Withdraw { coalescer: &coalescer, id });
+        assert_eq!(coalescer.status().queued, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn before_each_attempt_a_batch_withdraws_callers_that_gave_up_and_runs_to_the_smallest_deadline() {
+        let now = Instant::now();
+        let (soon, _soon_answered) = pending_of(put("t", "soon", 0), now + Duration::from_secs(1));
+        let (late, _late_answered) = pending_of(put("t", "late", 0), now + Duration::from_secs(9));
+        let (cancelled, cancelled_answered) = pending_of(put("t", "cancelled", 0), now + Duration::from_secs(1));
+        let (expired, mut expired_answered) = pending_of(put("t", "expired", 0), now);
+        drop(cancelled_answered);
+        let members = vec![soon, late, cancelled, expired];
+        let mut attempts = Members { members };
+        assert_eq!(attempts.deadline(), Some(now + Duration::from_secs(1)));
+        assert_eq!(ids(&attempts.members), ["soon", "late"]);
+        assert!(matches!(
+            expired_answered.try_recv(),
+            Ok(Err(StorageError::Database { class: ErrorClass::Deadline, .. }))
+        ));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(attempts.deadline(), Some(now + Duration::from_secs(9)), "the caller that ran out left");
+        assert_eq!(ids(&attempts.members), ["late"]);
+    }
+
+    /// The membership half of [`BatchAttempts`], without a runner.
+    struct Members {
+        members: Vec<Pending>,
+    }
+
+    impl Members {
+        fn deadline(&mut self) -> Option<Instant> {
+            withdraw_gone(&mut self.members)
+        }
     }
 }

@@ -12,6 +12,7 @@ pub mod monitor;
 mod ops;
 pub mod pool;
 mod reference;
+mod retry_loop;
 mod runner;
 mod schema;
 mod statement;

@@ -14,10 +14,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{Instrument, field};
 
-use crate::retry::{Decision, ErrorClass, Failure, Phase, RetryBudget, RetryPolicy, SqlState, classify};
+use crate::retry::{ErrorClass, Failure, Phase, RetryBudget, RetryPolicy, SqlState, classify};
 use crate::storage::StorageError;
 use crate::storage::ops::{Access, Operation};
 use crate::storage::pool::{CheckoutError, Pool};
+use crate::storage::retry_loop::{AttemptFailure, Attempts, LoopError, RetryContext, retry};
 use crate::storage::stats::CallStats;
 
 /// How long a call waits for a connection while the database is known to be down.
@@ -41,51 +42,29 @@ pub(crate) struct Runner {
     pub(crate) stats: CallStats,
 }
 
-/// One failed attempt, classified.
-#[derive(Debug)]
-struct AttemptFailure {
-    class: ErrorClass,
-    phase: Phase,
-    detail: String,
-}
-
 impl Runner {
     /// Runs `op` until it succeeds, fails for good, or `deadline` passes.
     pub(crate) async fn run<O: Operation>(&self, op: &O, deadline: Instant) -> Result<O::Output, StorageError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let span = attempt_span(op, attempt);
-            let failure = match self.attempt(op, deadline).instrument(span.clone()).await {
-                Ok(output) => {
-                    self.budget.record_success();
-                    self.pool.record_attempt(None);
-                    return Ok(output);
-                }
-                Err(failure) => failure,
-            };
-            span.record("error.type", failure.class.as_str());
-            self.pool.record_attempt(Some(failure.class));
-            let decision = self.decide(&failure, attempt, deadline);
-            let retrying = matches!(decision, Decision::Retry(_));
-            span.record("db.retry", retrying);
-            self.stats.record(failure.class, retrying);
-            match decision {
-                Decision::Retry(delay) => {
-                    tracing::info!(operation = op.name(), attempt, error_class = %failure.class, error = %failure.detail, ?delay, "retrying database operation");
-                    tokio::time::sleep(delay).await;
-                }
-                Decision::GiveUp(reason) => {
-                    tracing::debug!(operation = op.name(), attempt, ?reason, "giving up");
-                    return Err(StorageError::Database {
-                        operation: op.name(),
-                        class: failure.class,
-                        attempts: attempt,
-                        detail: failure.detail,
-                    });
-                }
-            }
-        }
+        let mut attempts = OpAttempts { runner: self, op, deadline: Some(deadline) };
+        self.retry(&mut attempts).await.map_err(|e| e.into_storage_error(op.name()))
+    }
+
+    /// Runs `attempts` through the retry loop with this runner's policy, budget and pool.
+    pub(crate) async fn retry<A: Attempts>(&self, attempts: &mut A) -> Result<A::Output, LoopError> {
+        let database_up = || self.database_is_up();
+        let on_attempt = |class| {
+            self.pool.record_attempt(class);
+        };
+        let jitter = rand::random::<f64>;
+        let context = RetryContext {
+            policy: &self.policy,
+            budget: &self.budget,
+            stats: &self.stats,
+            database_up: &database_up,
+            on_attempt: &on_attempt,
+            jitter: &jitter,
+        };
+        retry(&context, attempts).await
     }
 
     /// The monitor's latest verdict on the database.
@@ -100,14 +79,20 @@ impl Runner {
         if self.database_is_up() { acquire } else { acquire.min(OUTAGE_CHECKOUT_WAIT) }
     }
 
-    fn decide(&self, failure: &AttemptFailure, attempt: u32, deadline: Instant) -> Decision {
-        // While the monitor knows the database is down, a failed checkout fails the call at once
-        // instead of queueing more waits behind an outage.
-        if failure.phase == Phase::Checkout && !*self.database_up.borrow() {
-            return Decision::GiveUp(crate::retry::GiveUpReason::NotRetryable);
+    /// One attempt at `op`: a checkout and one transaction, all ending by `deadline`.
+    pub(crate) async fn attempt_once<O: Operation>(
+        &self,
+        op: &O,
+        number: u32,
+        deadline: Instant,
+    ) -> Result<O::Output, AttemptFailure> {
+        let span = attempt_span(op, number);
+        let outcome = self.attempt(op, deadline).instrument(span.clone()).await;
+        if let Err(failure) = &outcome {
+            span.record("error.type", failure.class.as_str());
+            span.record("db.retry", failure.class.is_retryable());
         }
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        self.policy.decide(failure.class, attempt, Some(remaining), &self.budget, rand::random::<f64>())
+        outcome
     }
 
     async fn attempt<O: Operation>(&self, op: &O, deadline: Instant) -> Result<O::Output, AttemptFailure> {
@@ -150,6 +135,29 @@ impl Runner {
                 Err(database_failure(phase, &failed.error, broken))
             }
         }
+    }
+}
+
+/// A single operation with a fixed deadline, as most calls are.
+struct OpAttempts<'a, O> {
+    runner: &'a Runner,
+    op: &'a O,
+    deadline: Option<Instant>,
+}
+
+impl<O: Operation> Attempts for OpAttempts<'_, O> {
+    type Output = O::Output;
+
+    fn name(&self) -> &'static str {
+        self.op.name()
+    }
+
+    fn deadline(&mut self) -> Option<Instant> {
+        self.deadline
+    }
+
+    async fn attempt(&mut self, number: u32, deadline: Instant) -> Result<O::Output, AttemptFailure> {
+        self.runner.attempt_once(self.op, number, deadline).await
     }
 }
 
@@ -223,7 +231,7 @@ async fn transaction<O: Operation>(
 }
 
 fn deadline_failure(phase: Phase) -> AttemptFailure {
-    AttemptFailure { class: ErrorClass::Deadline, phase, detail: "the call's deadline passed".into() }
+    AttemptFailure::deadline(phase)
 }
 
 fn checkout_failure(error: CheckoutError) -> AttemptFailure {

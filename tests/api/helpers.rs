@@ -118,7 +118,7 @@ pub fn test_config(database_url: &str) -> Config {
             idle_in_transaction_timeout: database.idle_in_transaction_timeout,
             list_page_size: 7,
             default_deadline: Duration::from_secs(20),
-            put_coalescing: Some(CoalescingConfig { max_transactions: 4, max_batch: 64 }),
+            put_coalescing: Some(CoalescingConfig { max_transactions: 4, max_batch: 64, max_batch_bytes: 32 << 20 }),
         },
         monitor: MonitorConfig {
             enabled: true,
