@@ -24,6 +24,10 @@ if [[ ! -x "$bin" ]]; then
 fi
 export CHECKPOINTD_BIN="$bin"
 
+# npm's download cache, kept under target/ (gitignored) so that CI re-runs, and the package test's
+# installs into fresh projects, do not download again.
+export npm_config_cache="${npm_config_cache:-$repo_root/target/npm-cache}"
+
 # npm ci when node_modules is missing or was installed from another package-lock.json.
 stamp=node_modules/.checkpointd-lock-stamp
 if [[ ! -d node_modules ]] || ! cmp -s package-lock.json "$stamp"; then

@@ -9,11 +9,17 @@
  * - `details`: the server's message (it names the offending field for INVALID_ARGUMENT);
  * - `retryable`: whether repeating the same call is safe and may succeed. Every checkpointd RPC is
  *   idempotent, so a call that failed with UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED or an overloaded
- *   RESOURCE_EXHAUSTED can be repeated even when it is unknown whether the first attempt committed;
+ *   RESOURCE_EXHAUSTED can be repeated even when it is unknown whether the first attempt committed.
+ *   A RESOURCE_EXHAUSTED is retryable only when the server said so in structured form (trailer
+ *   `checkpointd-retry-safe: true`, or a pushback); without it (e.g. a message over the size limit)
+ *   it is final;
+ * - `retrySafe`: the server marked this status safe to retry (trailer `checkpointd-retry-safe: true`);
  * - `retryAfterMs`: the server's pushback (trailer `grpc-retry-pushback-ms`), if any;
  * - `cause`: the original `@grpc/grpc-js` ServiceError.
  */
 import { status, type Metadata, type ServiceError } from "@grpc/grpc-js";
+
+import { markedRetrySafe } from "./retry.js";
 
 const CODE_NAMES: Record<number, string> = Object.fromEntries(
   Object.entries(status)
@@ -31,6 +37,7 @@ export interface CheckpointdErrorInit {
   code?: number;
   details: string;
   retryable?: boolean;
+  retrySafe?: boolean;
   retryAfterMs?: number;
   metadata?: Metadata;
   cause?: unknown;
@@ -46,6 +53,8 @@ export class CheckpointdError extends Error {
   readonly codeName: string;
   readonly details: string;
   readonly retryable: boolean;
+  /** The server marked the status safe to retry (trailer `checkpointd-retry-safe: true`). */
+  readonly retrySafe: boolean;
   readonly retryAfterMs: number | undefined;
   /** Trailing metadata of the failed call, when there was any. */
   readonly metadata: Metadata | undefined;
@@ -64,6 +73,7 @@ export class CheckpointdError extends Error {
     this.codeName = codeName;
     this.details = init.details;
     this.retryable = retryable;
+    this.retrySafe = init.retrySafe ?? false;
     this.retryAfterMs = init.retryAfterMs;
     this.metadata = init.metadata;
   }
@@ -79,8 +89,8 @@ export class UnauthenticatedError extends CheckpointdError {}
 export class PermissionDeniedError extends CheckpointdError {}
 
 /**
- * RESOURCE_EXHAUSTED: a message over the size limit (not retryable), or the server's pool is
- * saturated (retryable with backoff; `retryAfterMs` may say when).
+ * RESOURCE_EXHAUSTED: a message over the size limit (not retryable), or the server is overloaded
+ * (marked `retrySafe`, retryable with backoff; `retryAfterMs` may say when).
  */
 export class ResourceExhaustedError extends CheckpointdError {}
 
@@ -153,13 +163,11 @@ export function errorFromServiceError(err: unknown, method: string): Checkpointd
   const metadata = err.metadata;
   const retryAfterMs = pushbackMs(metadata);
   const details = err.details || "(no details)";
-  let retryable: boolean | undefined;
+  const retrySafe = markedRetrySafe(metadata);
+  let retryable: boolean | undefined = retrySafe ? true : undefined;
   if (Cls === ResourceExhaustedError) {
-    // Overload (the server's pool is saturated) is retryable; an oversized message is not.
-    const lowered = details.toLowerCase();
-    const tooLarge =
-      lowered.includes("larger than") || lowered.includes("too large") || lowered.includes("size limit");
-    retryable = retryAfterMs !== undefined || !tooLarge;
+    // Overload is retryable; an oversized message is not. The server says which in its trailers.
+    retryable = retrySafe || retryAfterMs !== undefined;
   }
-  return new Cls({ method, code: err.code, details, retryable, retryAfterMs, metadata, cause: err });
+  return new Cls({ method, code: err.code, details, retryable, retrySafe, retryAfterMs, metadata, cause: err });
 }

@@ -2,11 +2,14 @@ export {
   CheckpointdClient,
   DEFAULT_LIST_TIMEOUT_MS,
   DEFAULT_MAX_MESSAGE_SIZE,
+  DEFAULT_MAX_RECONNECT_BACKOFF_MS,
   DEFAULT_RETRY_POLICY,
   DEFAULT_TIMEOUT_MS,
   DIAGNOSTICS_SERVICE_NAME,
+  RETRY_SAFE_TRAILER,
   SERVICE_NAME,
-  retryServiceConfig,
+  serviceConfig,
+  targetHosts,
   type CallOptions,
   type CheckpointdClientOptions,
   type HealthStatus,
@@ -33,7 +36,14 @@ export {
   type CheckpointdErrorInit,
 } from "./errors.js";
 export { GrpcCheckpointSaver, type GrpcCheckpointSaverOptions, type PruneStrategyName } from "./saver.js";
-export { ForeignValue, PolyglotSerializer, isForeignValue, type PolyglotSerializerOptions } from "./serde.js";
+export {
+  ForeignValue,
+  PolyglotSerializer,
+  interruptsForPython,
+  interruptsFromPython,
+  isForeignValue,
+  type PolyglotSerializerOptions,
+} from "./serde.js";
 /** The generated messages of checkpoint.v1 (also importable as `@checkpointd/client/proto`). */
 export * as proto from "./gen/checkpoint/v1/checkpoint.js";
 export * as diagnosticsProto from "./gen/checkpoint/v1/diagnostics.js";

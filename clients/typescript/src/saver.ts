@@ -16,12 +16,14 @@
  * Where the Python saver's data differs, the reader also understands it: channel values the Python
  * saver keeps inline in the document (`None`/str/int/float/bool) are returned under the blobs, and
  * string channel versions (Python's `"0000…0002.0.123"` format) are continued in that format by
- * `getNextVersion`. Pending writes are stored with their `taskPath` (the base class asks savers to
+ * `getNextVersion`; such a thread is also written in the Python saver's layout (inline values), see
+ * `splitCheckpoint`. Pending writes are stored with their `taskPath` (the base class asks savers to
  * persist it; LangGraph's Python saver does, `PostgresSaver` of LangGraph.js leaves it `''`).
  */
 import type { RunnableConfig } from "@langchain/core/runnables";
 import {
   BaseCheckpointSaver,
+  INTERRUPT,
   TASKS,
   compareWritesSortKeys,
   maxChannelVersion,
@@ -43,6 +45,7 @@ import {
   type CheckpointTuple as WireTuple,
   type ListRequest,
 } from "./gen/checkpoint/v1/checkpoint.js";
+import { PolyglotSerializer, interruptsForPython, interruptsFromPython } from "./serde.js";
 
 export interface GrpcCheckpointSaverOptions extends CheckpointdClientOptions {
   /** The server, e.g. `"checkpointd:50051"` (or pass `client`). */
@@ -96,6 +99,49 @@ function parseJson(bytes: Uint8Array, what: string): Record<string, unknown> {
   }
 }
 
+/** Whether LangGraph's Python saver would keep this value inline in the checkpoint document. */
+function isInlineValue(value: unknown): boolean {
+  return (
+    value === null ||
+    typeof value === "string" ||
+    typeof value === "boolean" ||
+    (typeof value === "number" && Number.isFinite(value))
+  );
+}
+
+/** Whether a checkpoint's channel versions are Python's strings (a thread LangGraph Python started). */
+function hasPythonVersions(versions: ChannelVersions): boolean {
+  return Object.values(versions).some((v) => typeof v === "string");
+}
+
+/**
+ * The checkpoint document and the blobs `put` stores.
+ *
+ * A LangGraph.js thread is stored as `PostgresSaver` stores it: the document without
+ * `channel_values`, one blob per channel in `newVersions`. A thread LangGraph's Python saver started
+ * (string versions) is stored as that saver stores it: None/str/number/bool values inline in the
+ * document, blobs for the other new values. That layout matters: Python's savers write no blob for an
+ * inline value, so an unchanged channel's value exists only inline, and a checkpoint that left it out
+ * of the document would lose it.
+ */
+function splitCheckpoint(
+  checkpoint: Checkpoint,
+  newVersions: ChannelVersions,
+): { document: Record<string, unknown>; blobValues: Record<string, unknown>; blobVersions: ChannelVersions } {
+  const { channel_values: values = {}, ...rest } = checkpoint;
+  if (!hasPythonVersions(checkpoint.channel_versions ?? {})) {
+    return { document: rest, blobValues: values, blobVersions: newVersions };
+  }
+  const inline: Record<string, unknown> = {};
+  const blobValues: Record<string, unknown> = {};
+  for (const [channel, value] of Object.entries(values)) {
+    if (isInlineValue(value)) inline[channel] = value;
+    else blobValues[channel] = value;
+  }
+  const blobVersions = Object.fromEntries(Object.entries(newVersions).filter(([channel]) => !(channel in inline)));
+  return { document: { ...rest, channel_values: inline }, blobValues, blobVersions };
+}
+
 /** Python's `f"{random.random():016}"`. */
 function pyRandom16(): string {
   return String(Math.random()).padStart(16, "0");
@@ -131,6 +177,39 @@ export class GrpcCheckpointSaver extends BaseCheckpointSaver {
       this.client = new CheckpointdClient(options.target, clientOptions);
       this.ownsClient = options.ownsClient ?? true;
     }
+  }
+
+  /**
+   * A saver for the checkpointd at `target`, the counterpart of `PostgresSaver.fromConnString`:
+   * where that took a database URL, this takes the server's address (`"checkpointd:50051"`,
+   * `"grpc://host:port"`, or `"grpcs://host:port"` for TLS with the system roots), and the options of
+   * the constructor. The server owns the database, so there is no `schema` option and `setup()` is a
+   * no-op. Create one saver per process and share it: it holds one channel for every call.
+   *
+   * @example
+   * const checkpointer = GrpcCheckpointSaver.fromConnString("checkpointd:50051");
+   * const graph = workflow.compile({ checkpointer });
+   */
+  static fromConnString(target: string, options: Omit<GrpcCheckpointSaverOptions, "target" | "client"> = {}): GrpcCheckpointSaver {
+    if (typeof target !== "string" || target.trim() === "") {
+      throw new TypeError("fromConnString: pass checkpointd's address, e.g. 'checkpointd:50051'");
+    }
+    const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(target)?.[1]?.toLowerCase();
+    if (scheme === "postgres" || scheme === "postgresql") {
+      // The URL (with its password) is deliberately not echoed.
+      throw new TypeError(
+        "fromConnString: got a PostgreSQL URL; pass checkpointd's address (e.g. 'checkpointd:50051') " +
+          "and give the database URL to the checkpointd server instead",
+      );
+    }
+    if ("schema" in options) {
+      throw new TypeError("fromConnString: checkpointd has no schema option (the server chooses its schema)");
+    }
+    if (scheme === "grpc" || scheme === "grpcs") {
+      const address = target.slice(scheme.length + 3).replace(/\/+$/, "");
+      return new GrpcCheckpointSaver(address, scheme === "grpcs" ? { tls: true, ...options } : options);
+    }
+    return new GrpcCheckpointSaver(target, options);
   }
 
   // ------------------------------------------------------------------ lifecycle
@@ -182,10 +261,9 @@ export class GrpcCheckpointSaver extends BaseCheckpointSaver {
     const nextConfig: RunnableConfig = {
       configurable: { thread_id, checkpoint_ns, checkpoint_id: checkpoint.id },
     };
-    const document: Record<string, unknown> = { ...checkpoint };
-    delete document.channel_values;
+    const { document, blobValues, blobVersions } = splitCheckpoint(checkpoint, newVersions);
     const [blobs, metadataJson] = await Promise.all([
-      this.dumpBlobs(checkpoint.channel_values ?? {}, newVersions),
+      this.dumpBlobs(blobValues, blobVersions),
       this.dumpMetadata(metadata),
     ]);
     const parent = idText(checkpoint_id);
@@ -211,9 +289,11 @@ export class GrpcCheckpointSaver extends BaseCheckpointSaver {
     const threadId = requireId("thread_id", thread_id, "putWrites");
     const checkpointId = requireId("checkpoint_id", checkpoint_id, "putWrites");
     if (writes.length === 0) return;
+    const pythonInterrupts = this.serde instanceof PolyglotSerializer && this.serde.pythonInterrupts;
     const values = await Promise.all(
       writes.map(async ([channel, value]) => {
-        const [type, data] = await this.serde.dumpsTyped(value);
+        const stored = pythonInterrupts && channel === INTERRUPT ? interruptsForPython(value) : value;
+        const [type, data] = await this.serde.dumpsTyped(stored);
         return { channel, value: { type, data } };
       }),
     );
@@ -332,7 +412,7 @@ export class GrpcCheckpointSaver extends BaseCheckpointSaver {
       Object.entries(versions).map(async ([channel, version]) => {
         if (channel in values) {
           const [type, data] = await this.serde.dumpsTyped(values[channel]);
-          return { channel, version: version.toString(), value: { type, data: new Uint8Array(data) } };
+          return { channel, version: version.toString(), value: { type, data } };
         }
         return { channel, version: version.toString(), value: { type: "empty" } };
       }),
@@ -389,10 +469,10 @@ export class GrpcCheckpointSaver extends BaseCheckpointSaver {
       compareWritesSortKeys(writesSortKey(a.taskPath, a.taskId, a.idx), writesSortKey(b.taskPath, b.taskId, b.idx)),
     );
     const pendingWrites: CheckpointPendingWrite[] = await Promise.all(
-      sorted.map(
-        async (w) =>
-          [w.taskId, w.channel, await this.serde.loadsTyped(w.value?.type ?? "", w.value?.data ?? EMPTY)] as CheckpointPendingWrite,
-      ),
+      sorted.map(async (w) => {
+        const value = await this.serde.loadsTyped(w.value?.type ?? "", w.value?.data ?? EMPTY);
+        return [w.taskId, w.channel, w.channel === INTERRUPT ? interruptsFromPython(value) : value] as CheckpointPendingWrite;
+      }),
     );
 
     return {

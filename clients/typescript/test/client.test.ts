@@ -1,6 +1,7 @@
 /**
- * CheckpointdClient's production options and errors: deadlines, retry of UNAVAILABLE with backoff,
- * bearer tokens, TLS and mutual TLS, cancellation, close(), against an in-process fake server (for
+ * CheckpointdClient's production options and errors: deadlines, retry of UNAVAILABLE and of the
+ * statuses the server marks retry-safe (with backoff, pushback, within the deadline), round-robin over
+ * replicas, bearer tokens (and the plaintext warning), TLS and mutual TLS, cancellation, close(), against an in-process fake server (for
  * failures on demand) and the real checkpointd.
  */
 import { ServerCredentials, status, type ServerUnaryCall, type sendUnaryData } from "@grpc/grpc-js";
@@ -18,8 +19,9 @@ import {
   UnauthenticatedError,
   UnavailableError,
   UnexpectedStatusError,
+  AbortedError,
   proto,
-  retryServiceConfig,
+  targetHosts,
   type diagnosticsProto,
 } from "../src/index.js";
 import { FakeServer, serviceError } from "./fake-server.js";
@@ -248,6 +250,109 @@ describe("CheckpointdClient against a fake server", () => {
     expect(st.putCoalescing?.puts).toBe(9n);
   });
 
+  it("retries ABORTED and RESOURCE_EXHAUSTED only when the server marks them retry-safe", async () => {
+    const safe = { "checkpointd-retry-safe": "true" };
+    let aborted = 0;
+    let overloaded = 0;
+    fake = await new FakeServer({
+      // Marked: fails twice, then succeeds.
+      put: (_call, cb) =>
+        ++aborted <= 2 ? cb(serviceError(status.ABORTED, "serialization failure", safe)) : cb(null, proto.PutResponse.fromPartial({})),
+      putWrites: (_call, cb) =>
+        ++overloaded <= 1 ? cb(serviceError(status.RESOURCE_EXHAUSTED, "in-flight limit", { ...safe, "grpc-retry-pushback-ms": "5" })) : cb(null, {}),
+      // Not marked: final at once.
+      deleteThread: (_call, cb) => cb(serviceError(status.ABORTED, "conflict")),
+      copyThread: (_call, cb) => cb(serviceError(status.RESOURCE_EXHAUSTED, "message larger than max")),
+    }).start();
+    client = new CheckpointdClient(fake.target, { retry: { initialBackoffMs: 5, maxBackoffMs: 10 } });
+    await expect(client.put({ threadId: "t" })).resolves.toEqual(proto.PutResponse.fromPartial({}));
+    expect(fake.count("put")).toBe(3);
+    await expect(client.putWrites({ threadId: "t" })).resolves.toEqual({});
+    expect(fake.count("putWrites")).toBe(2);
+    const conflict = await client.deleteThread({ threadId: "t" }).catch((e: unknown) => e);
+    expect(conflict).toBeInstanceOf(AbortedError);
+    expect(conflict).toMatchObject({ retrySafe: false });
+    expect(fake.count("deleteThread")).toBe(1);
+    const tooLarge = await client.copyThread({ sourceThreadId: "a", targetThreadId: "b" }).catch((e: unknown) => e);
+    expect(tooLarge).toBeInstanceOf(ResourceExhaustedError);
+    expect(tooLarge).toMatchObject({ retryable: false, retrySafe: false });
+    expect(fake.count("copyThread")).toBe(1);
+  });
+
+  it("waits the server's pushback before retrying an overloaded call", async () => {
+    const arrivals: number[] = [];
+    fake = await new FakeServer({
+      put: (_call, cb) => {
+        arrivals.push(Date.now());
+        if (arrivals.length === 1) {
+          cb(serviceError(status.RESOURCE_EXHAUSTED, "overloaded", { "checkpointd-retry-safe": "true", "grpc-retry-pushback-ms": "300" }));
+        } else cb(null, proto.PutResponse.fromPartial({}));
+      },
+    }).start();
+    client = new CheckpointdClient(fake.target, { retry: { initialBackoffMs: 1, maxBackoffMs: 1 } });
+    await client.put({ threadId: "t" });
+    expect(arrivals).toHaveLength(2);
+    expect(arrivals[1]! - arrivals[0]!).toBeGreaterThanOrEqual(290);
+  });
+
+  it("stops retrying when the next wait would pass the call's deadline", async () => {
+    fake = await new FakeServer({
+      put: (_call, cb) =>
+        cb(serviceError(status.RESOURCE_EXHAUSTED, "overloaded", { "checkpointd-retry-safe": "true", "grpc-retry-pushback-ms": "5000" })),
+    }).start();
+    client = new CheckpointdClient(fake.target, { timeoutMs: 1000 });
+    const started = Date.now();
+    const err = await client.put({ threadId: "t" }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ResourceExhaustedError);
+    expect(err).toMatchObject({ retryable: true, retrySafe: true, retryAfterMs: 5000 });
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(fake.count("put")).toBe(1);
+  });
+
+  it("retries a List stream that fails before its first message", async () => {
+    let attempts = 0;
+    fake = await new FakeServer({
+      list: (call: { write(m: unknown): void; end(): void; emit(e: string, x: unknown): void }) => {
+        if (++attempts === 1) {
+          call.emit("error", serviceError(status.UNAVAILABLE, "database unreachable", { "checkpointd-retry-safe": "true" }));
+          return;
+        }
+        call.write({ tuple: tuple("c1") });
+        call.end();
+      },
+    } as Partial<proto.CheckpointServiceServer>).start();
+    client = new CheckpointdClient(fake.target, { retry: { initialBackoffMs: 5, maxBackoffMs: 10 } });
+    const ids = [];
+    for await (const m of client.list({ threadId: "t" })) ids.push(m.tuple!.config!.checkpointId);
+    expect(ids).toEqual(["c1"]);
+    expect(attempts).toBe(2);
+  });
+
+  it("spreads calls over replicas with round_robin and keeps retrying on another replica", async () => {
+    const healthy = await new FakeServer({ getTuple: emptyTuple }).start();
+    const busy = await new FakeServer({
+      getTuple: (_call, cb) => cb(serviceError(status.ABORTED, "contention", { "checkpointd-retry-safe": "true" })),
+    }).start();
+    const rr = new CheckpointdClient(`ipv4:${healthy.target},${busy.target}`, {
+      loadBalancing: "round_robin",
+      // Every success pays back a failure's throttle token, so retries continue for the whole test.
+      retry: { initialBackoffMs: 5, maxBackoffMs: 10, throttleTokenRatio: 1 },
+    });
+    try {
+      // Wait until both subchannels are connected so that round_robin alternates between them.
+      await rr.getTuple({ threadId: "t" });
+      const deadline = Date.now() + 5_000;
+      while (busy.count("getTuple") === 0 && Date.now() < deadline) await rr.getTuple({ threadId: "t" });
+      for (let i = 0; i < 10; i++) await expect(rr.getTuple({ threadId: "t" })).resolves.toEqual({ tuple: undefined });
+      expect(healthy.count("getTuple")).toBeGreaterThanOrEqual(10);
+      expect(busy.count("getTuple")).toBeGreaterThanOrEqual(5);
+    } finally {
+      rr.close();
+      await healthy.stop();
+      await busy.stop();
+    }
+  });
+
   it("rejects calls after close()", async () => {
     fake = await new FakeServer({ getTuple: emptyTuple }).start();
     const c = new CheckpointdClient(fake.target);
@@ -273,22 +378,82 @@ describe("CheckpointdClient options", () => {
       "grpc.max_send_message_length": 1024,
       "grpc.max_receive_message_length": 1024,
       "grpc.default_compression_algorithm": 2,
-      "grpc.enable_retries": 1,
+      "grpc.initial_reconnect_backoff_ms": 250,
+      "grpc.max_reconnect_backoff_ms": 1000,
+      "grpc.enable_retries": 0,
     });
+    const cfg = JSON.parse(String(c.channelOptions["grpc.service_config"]));
+    expect(cfg).toEqual({ loadBalancingConfig: [{ pick_first: {} }] });
     c.close();
-    const cfg = JSON.parse(retryServiceConfig({}));
-    expect(cfg.methodConfig[0].retryPolicy).toEqual({
-      maxAttempts: 5,
-      initialBackoff: "0.100s",
-      maxBackoff: "2.000s",
-      backoffMultiplier: 2,
-      retryableStatusCodes: ["UNAVAILABLE"],
-    });
-    expect(cfg.retryThrottling).toEqual({ maxTokens: 10, tokenRatio: 0.1 });
-    expect(() => retryServiceConfig({ maxAttempts: 6 })).toThrow(RangeError);
-    expect(() => retryServiceConfig({ statusCodes: [] })).toThrow(RangeError);
+    const rr = new CheckpointdClient("127.0.0.1:1", { loadBalancing: "round_robin", waitForReady: true, maxReconnectBackoffMs: 500 });
+    expect(JSON.parse(String(rr.channelOptions["grpc.service_config"]))).toEqual({ loadBalancingConfig: [{ round_robin: {} }] });
+    expect(rr.channelOptions["grpc.max_reconnect_backoff_ms"]).toBe(500);
+    rr.close();
+    expect(() => new CheckpointdClient("127.0.0.1:1", { retry: { maxAttempts: 11 } })).toThrow(RangeError);
+    expect(() => new CheckpointdClient("127.0.0.1:1", { retry: { statusCodes: [] } })).toThrow(RangeError);
+    expect(() => new CheckpointdClient("127.0.0.1:1", { waitForReady: true, timeoutMs: null })).toThrow(/waitForReady needs a deadline/);
     expect(() => new CheckpointdClient("")).toThrow(TypeError);
     expect(() => new GrpcCheckpointSaver({})).toThrow(TypeError);
+  });
+
+  it("fromConnString takes checkpointd's address where PostgresSaver.fromConnString took a URL", async () => {
+    const plain = GrpcCheckpointSaver.fromConnString("127.0.0.1:1", { timeoutMs: 1234 });
+    expect(plain.client.target).toBe("127.0.0.1:1");
+    expect(plain.client.timeoutMs).toBe(1234);
+    await plain.close();
+    const prefixed = GrpcCheckpointSaver.fromConnString("grpc://127.0.0.1:2/");
+    expect(prefixed.client.target).toBe("127.0.0.1:2");
+    await prefixed.close();
+    const secure = GrpcCheckpointSaver.fromConnString("grpcs://checkpointd.example:443");
+    expect(secure.client.target).toBe("checkpointd.example:443");
+    await secure.close();
+    let err: unknown;
+    try {
+      GrpcCheckpointSaver.fromConnString("postgresql://app:hunter2@db:5432/app");
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(TypeError);
+    expect((err as Error).message).toContain("give the database URL to the checkpointd server");
+    expect((err as Error).message).not.toContain("hunter2");
+    expect(() => GrpcCheckpointSaver.fromConnString("127.0.0.1:1", { schema: "custom" } as never)).toThrow(/no schema option/);
+    expect(() => GrpcCheckpointSaver.fromConnString("")).toThrow(TypeError);
+  });
+
+  it("names the hosts of every kind of gRPC target", () => {
+    expect(targetHosts("checkpointd:50051")).toEqual(["checkpointd"]);
+    expect(targetHosts("dns:///checkpointd-headless.ns.svc:50051")).toEqual(["checkpointd-headless.ns.svc"]);
+    expect(targetHosts("ipv4:10.0.0.1:50051,127.0.0.1:50051")).toEqual(["10.0.0.1", "127.0.0.1"]);
+    expect(targetHosts("[::1]:50051")).toEqual(["::1"]);
+    expect(targetHosts("unix:///run/checkpointd.sock")).toEqual([]);
+  });
+
+  it("warns once when a bearer token is sent in plaintext to a non-loopback address", async () => {
+    const warnings: Array<Error & { code?: string }> = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on("warning", onWarning);
+    try {
+      const quiet = [
+        new CheckpointdClient("127.0.0.1:1", { token: "s3cret" }),
+        new CheckpointdClient("localhost:1", { token: "s3cret" }),
+        new CheckpointdClient("10.255.0.1:1", { token: "s3cret", tls: true }),
+        new CheckpointdClient("10.255.0.1:1"),
+      ];
+      const loud = [
+        new CheckpointdClient("10.255.0.1:1", { token: "s3cret" }),
+        new CheckpointdClient("ipv4:127.0.0.1:1,10.255.0.2:1", { token: () => "s3cret" }),
+      ];
+      for (const c of [...quiet, ...loud]) c.close();
+      // process.emitWarning delivers on a later tick.
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off("warning", onWarning);
+    }
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]!.code).toBe("CHECKPOINTD_TOKEN_PLAINTEXT");
+    expect(warnings[0]!.message).toContain("10.255.0.1:1");
+    expect(warnings[0]!.message).toContain("plaintext");
+    expect(warnings[0]!.message).not.toContain("s3cret");
   });
 
   it("fails fast with UNAVAILABLE when nothing listens, after its retries", async () => {
@@ -302,7 +467,7 @@ describe("CheckpointdClient options", () => {
 
   it("waits for a server that starts late when waitForReady is set", async () => {
     const port = await freePort();
-    const c = new CheckpointdClient(`127.0.0.1:${port}`, { waitForReady: true, timeoutMs: 10_000 });
+    const c = new CheckpointdClient(`127.0.0.1:${port}`, { waitForReady: true, timeoutMs: 10_000, retry: null });
     const pending = c.getTuple({ threadId: "t" });
     await new Promise((r) => setTimeout(r, 300));
     const late = new FakeServer({ getTuple: emptyTuple });

@@ -105,6 +105,8 @@ export function freePort(): Promise<number> {
 /** A checkpointd process serving one database. */
 export class Server {
   port = 0;
+  /** When the server last answered SERVING to a fresh connection (epoch ms). */
+  readyAt = 0;
   private proc: ChildProcess | undefined;
   readonly logFile: string;
 
@@ -120,40 +122,67 @@ export class Server {
   }
 
   async start(timeoutMs = 60_000): Promise<this> {
-    const binary = serverBinary();
     for (let attempt = 0; attempt < 3; attempt++) {
       // A free port can be taken between the probe and the bind: try again on another one.
       this.port = await freePort();
-      const fd = openSync(this.logFile, "a");
-      this.proc = spawn(
-        binary,
-        ["serve", "--listen", this.target, "--database-url", this.databaseUrl, ...this.extraArgs],
-        { stdio: ["ignore", fd, fd], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } },
-      );
-      closeSync(fd);
+      this.spawnProcess();
       if (await this.waitReady(timeoutMs)) return this;
       await this.stop();
     }
     throw new Error(`checkpointd did not become SERVING; log:\n${this.readLog()}`);
   }
 
+  /** Starts the server again on the port it had (after {@link kill} or {@link stop}). */
+  async restartOnSamePort(timeoutMs = 60_000): Promise<this> {
+    if (this.port === 0) throw new Error("restartOnSamePort: the server never started");
+    this.spawnProcess();
+    if (await this.waitReady(timeoutMs)) return this;
+    await this.stop();
+    throw new Error(`checkpointd did not become SERVING again on port ${this.port}; log:\n${this.readLog()}`);
+  }
+
+  private spawnProcess(): void {
+    const fd = openSync(this.logFile, "a");
+    this.proc = spawn(
+      serverBinary(),
+      ["serve", "--listen", this.target, "--database-url", this.databaseUrl, ...this.extraArgs],
+      { stdio: ["ignore", fd, fd], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" } },
+    );
+    closeSync(fd);
+  }
+
+  /**
+   * Polls the health service until SERVING, each time over a new channel (so no reconnect backoff
+   * delays the answer), and records {@link readyAt}.
+   */
   private async waitReady(timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
-    const client = new CheckpointdClient(this.target, { retry: null });
-    try {
-      while (Date.now() < deadline) {
-        if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return false;
-        try {
-          if ((await client.health(undefined, { timeoutMs: 1000 })) === "SERVING") return true;
-        } catch {
-          // not up yet
+    while (Date.now() < deadline) {
+      if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return false;
+      const client = new CheckpointdClient(this.target, { retry: null });
+      try {
+        if ((await client.health(undefined, { timeoutMs: 1000 })) === "SERVING") {
+          this.readyAt = Date.now();
+          return true;
         }
-        await sleep(50);
+      } catch {
+        // not up yet
+      } finally {
+        client.close();
       }
-      return false;
-    } finally {
-      client.close();
+      await sleep(25);
     }
+    return false;
+  }
+
+  /** Kills the server at once (SIGKILL), as a crash or a lost node would. */
+  async kill(): Promise<void> {
+    const proc = this.proc;
+    this.proc = undefined;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
+    proc.kill("SIGKILL");
+    await exited;
   }
 
   /** Stops the server with SIGTERM (SIGKILL after 30 s). */

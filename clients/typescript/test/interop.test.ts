@@ -7,13 +7,17 @@
  *   which LangGraph.js's serializer does not read: PolyglotSerializer hands them over as opaque
  *   ForeignValues.
  * - A thread written by LangGraph.js through checkpointd is listed the same way by the Python saver.
+ * - A thread one language's graph left at an interrupt is resumed by the other language's graph of
+ *   the same shape, both through checkpointd's clients: LangGraph.js writes integer channel versions
+ *   and the Python client continues them as integers; Python writes "<32 digits>.<random>" strings and
+ *   GrpcCheckpointSaver continues them in that format, so every thread's versions stay comparable.
  */
 import { Annotation, Command, END, START, Send, StateGraph, interrupt } from "@langchain/langgraph";
 import type { CheckpointTuple } from "@langchain/langgraph-checkpoint";
 
 import { CheckpointdClient, ForeignValue, GrpcCheckpointSaver, PolyglotSerializer } from "../src/index.js";
 import { closePools, dropDatabase, startServerWithDatabase, type ScratchDb, type Server } from "./harness.js";
-import { interopPython, runInterop, type PyCheckpoint } from "./python-env.js";
+import { interopPython, runInterop, runResume, type PyCheckpoint } from "./python-env.js";
 
 let db: ScratchDb | undefined;
 let server: Server | undefined;
@@ -155,5 +159,101 @@ describe("a thread written by LangGraph.js through checkpointd", () => {
     expect(fromTs.length).toBeGreaterThanOrEqual(8);
     expect(new Set(fromTs.map((c) => c.checkpoint_ns.split(":")[0]))).toEqual(new Set(["", "summarize"]));
     expect(fromPython).toEqual(fromTs);
+  });
+});
+
+describe("a thread resumed by the other language", () => {
+  // The same graph as test/python/resume.py: START -> prepare -> ask (interrupt) -> finish -> END.
+  const ResumeState = Annotation.Root({
+    question: Annotation<string>(),
+    summary: Annotation<string>(),
+    answer: Annotation<string>(),
+    steps: Annotation<number>(),
+  });
+  const resumeGraph = (checkpointer: GrpcCheckpointSaver, interruptBefore?: Array<"ask">) =>
+    new StateGraph(ResumeState)
+      .addNode("prepare", (s) => ({ summary: `about ${s.question}`, steps: 1 }))
+      .addNode("ask", (s) => ({ answer: interrupt(s.question) as string }))
+      .addNode("finish", (s) => ({ summary: `${s.summary}: ${s.answer}`, steps: s.steps + 1 }))
+      .addEdge(START, "prepare")
+      .addEdge("prepare", "ask")
+      .addEdge("ask", "finish")
+      .addEdge("finish", END)
+      .compile({ checkpointer, interruptBefore });
+  const finished = { question: "Ship it?", summary: "about Ship it?: yes", answer: "yes", steps: 2 };
+  const versionTypes = (t: CheckpointTuple | undefined) =>
+    [...new Set(Object.values(t!.checkpoint.channel_versions).map((v) => typeof v))].sort();
+
+  it("stops at an interrupt() in LangGraph.js and is resumed by LangGraph (Python) with integer versions", async () => {
+    const threadId = "interrupted-in-typescript";
+    const config = { configurable: { thread_id: threadId } };
+    // `saver` has a PolyglotSerializer: the interrupt is stored in the form Python revives as Interrupt.
+    const paused = await resumeGraph(saver).invoke({ question: "Ship it?" }, config);
+    expect((paused as { __interrupt__?: Array<{ value: unknown }> }).__interrupt__?.[0]?.value).toBe("Ship it?");
+    const pausedState = await resumeGraph(saver).getState(config);
+    expect(pausedState.tasks[0]?.interrupts[0]?.value).toBe("Ship it?");
+    expect(versionTypes(await saver.getTuple(config))).toEqual(["number"]);
+
+    const py = runResume("resume", server!.target, threadId);
+    expect(py.result).toEqual(finished);
+    expect(py.next).toEqual([]);
+    expect(py.version_types).toEqual(["int"]);
+
+    const state = await resumeGraph(saver).getState(config);
+    expect(state.values).toEqual(finished);
+    expect(state.next).toEqual([]);
+    for await (const t of saver.list(config)) expect(versionTypes(t)).toEqual(["number"]);
+  });
+
+  // With LangGraph.js's own serializer, the interrupt() write is JSON `[{ value, id }]`, which
+  // LangGraph (Python) reads as dicts, not as its Interrupt: Python cannot resume that interrupt. A
+  // breakpoint (interruptBefore) needs no interrupt write.
+  it("stops at a breakpoint in LangGraph.js and is continued by LangGraph (Python) with integer versions", async () => {
+    const threadId = "started-in-typescript";
+    const config = { configurable: { thread_id: threadId } };
+    const jsSaver = GrpcCheckpointSaver.fromConnString(server!.target);
+    try {
+      await resumeGraph(jsSaver, ["ask"]).invoke({ question: "Ship it?" }, config);
+      expect((await resumeGraph(jsSaver, ["ask"]).getState(config)).next).toEqual(["ask"]);
+      expect(versionTypes(await jsSaver.getTuple(config))).toEqual(["number"]);
+    } finally {
+      await jsSaver.close();
+    }
+
+    // Python runs "ask" (it stops at its interrupt()), then resumes it and finishes.
+    const py = runResume("continue", server!.target, threadId);
+    expect(py.result).toEqual(finished);
+    expect(py.next).toEqual([]);
+    expect(py.version_types).toEqual(["int"]);
+
+    // LangGraph.js reads the finished state, with integer versions throughout.
+    const state = await resumeGraph(saver).getState(config);
+    expect(state.values).toEqual(finished);
+    expect(state.next).toEqual([]);
+    for await (const t of saver.list(config)) expect(versionTypes(t)).toEqual(["number"]);
+  });
+
+  it("stops in LangGraph (Python) and is resumed by LangGraph.js with Python's string versions", async () => {
+    const threadId = "started-in-python";
+    const config = { configurable: { thread_id: threadId } };
+    const py = runResume("start", server!.target, threadId);
+    expect(py.interrupt).toBe("Ship it?");
+    expect(py.next).toEqual(["ask"]);
+    expect(py.version_types).toEqual(["str"]);
+    const pythonMax = Object.values(py.versions).sort().at(-1)!;
+
+    // PolyglotSerializer: the interrupt write is Python's msgpack, kept opaque.
+    const resumed = await resumeGraph(saver).invoke(new Command({ resume: "yes" }), config);
+    expect(resumed).toEqual(finished);
+    const latest = await saver.getTuple(config);
+    expect(versionTypes(latest)).toEqual(["string"]);
+    const versions = Object.values(latest!.checkpoint.channel_versions) as unknown as string[];
+    for (const v of versions) expect(v).toMatch(/^\d{32}\.\d*\.?\d+$/);
+    expect(versions.sort().at(-1)! > pythonMax).toBe(true);
+
+    const back = runResume("state", server!.target, threadId);
+    expect(back.result).toEqual(finished);
+    expect(back.next).toEqual([]);
+    expect(back.version_types).toEqual(["str"]);
   });
 });

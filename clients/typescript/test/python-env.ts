@@ -1,16 +1,20 @@
 /**
  * The Python interpreter for the interop test: $CHECKPOINTD_INTEROP_PYTHON when set (any Python with
- * test/python/requirements.txt installed), else a virtual environment in .cache/interop-venv that
- * is created (with `python3 -m venv` and pip, from the pinned requirements) on first use and
- * re-created when the requirements change. $PYTHON picks the base interpreter (default python3).
+ * test/python/requirements.txt and this repository's Python client, clients/python, installed; the
+ * client's own development venv, clients/python/.venv, has both), else a virtual environment in
+ * .cache/interop-venv that is created (with `python3 -m venv` and pip, from the pinned requirements,
+ * plus clients/python as an editable install, so it runs the client's current code) on first use
+ * and re-created when the requirements change. $PYTHON picks the base interpreter (default python3).
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
-import { PACKAGE_ROOT } from "./harness.js";
+import { PACKAGE_ROOT, REPO_ROOT } from "./harness.js";
 
 export const INTEROP_SCRIPT = path.join(PACKAGE_ROOT, "test", "python", "interop.py");
+export const RESUME_SCRIPT = path.join(PACKAGE_ROOT, "test", "python", "resume.py");
+const PYTHON_CLIENT = path.join(REPO_ROOT, "clients", "python");
 const REQUIREMENTS = path.join(PACKAGE_ROOT, "test", "python", "requirements.txt");
 
 function run(cmd: string, args: string[]): void {
@@ -26,11 +30,11 @@ export function interopPython(): string {
   const venv = path.join(PACKAGE_ROOT, ".cache", "interop-venv");
   const python = path.join(venv, "bin", "python");
   const stamp = path.join(venv, ".requirements.txt");
-  const wanted = readFileSync(REQUIREMENTS, "utf8");
+  const wanted = `${readFileSync(REQUIREMENTS, "utf8")}\n-e ${PYTHON_CLIENT}\n`;
   if (existsSync(python) && existsSync(stamp) && readFileSync(stamp, "utf8") === wanted) return python;
   rmSync(venv, { recursive: true, force: true });
   run(process.env.PYTHON ?? "python3", ["-m", "venv", venv]);
-  run(python, ["-m", "pip", "install", "--disable-pip-version-check", "--quiet", "-r", REQUIREMENTS]);
+  run(python, ["-m", "pip", "install", "--disable-pip-version-check", "--quiet", "-r", REQUIREMENTS, "-e", PYTHON_CLIENT]);
   writeFileSync(stamp, wanted);
   return python;
 }
@@ -43,6 +47,22 @@ export function runInterop(mode: "write" | "read", databaseUrl: string, threadId
   });
   if (res.status !== 0) throw new Error(`interop.py ${mode} failed (exit ${res.status}):\n${res.stderr}`);
   return JSON.parse(res.stdout) as PyCheckpoint[];
+}
+
+/** What test/python/resume.py prints. */
+export interface PyResume {
+  interrupt?: string;
+  result?: { question: string; summary: string; answer: string; steps: number };
+  versions: Record<string, string>;
+  version_types: string[];
+  next: string[];
+}
+
+/** Runs test/python/resume.py (the Python graph on checkpointd through the Python client). */
+export function runResume(mode: "start" | "resume" | "continue" | "state", target: string, threadId: string): PyResume {
+  const res = spawnSync(interopPython(), [RESUME_SCRIPT, mode, target, threadId], { encoding: "utf8" });
+  if (res.status !== 0) throw new Error(`resume.py ${mode} failed (exit ${res.status}):\n${res.stderr}`);
+  return JSON.parse(res.stdout) as PyResume;
 }
 
 /** One checkpoint as test/python/interop.py prints it. */
