@@ -106,6 +106,19 @@ fn byte_size(text: &str) -> Result<usize, String> {
     n.checked_mul(multiplier).ok_or_else(|| "size too large".to_owned())
 }
 
+/// PostgreSQL takes no protocol message over 1 GiB: a larger request could only fail there, as a
+/// dropped connection, after it was accepted.
+const POSTGRES_MAX_MESSAGE: usize = 1 << 30;
+
+/// Parses the largest message size: a byte size no larger than PostgreSQL's 1 GiB.
+fn message_size(text: &str) -> Result<usize, String> {
+    let size = byte_size(text)?;
+    if size > POSTGRES_MAX_MESSAGE {
+        return Err(format!("{text:?} is larger than 1GiB, PostgreSQL's largest message"));
+    }
+    Ok(size)
+}
+
 /// gRPC server flags.
 #[derive(Debug, Args, Clone)]
 pub struct ServerArgs {
@@ -116,7 +129,7 @@ pub struct ServerArgs {
     #[arg(long, env = "CHECKPOINTD_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
     /// Largest request or response message (bytes, or with KiB/MiB/GiB).
-    #[arg(long, env = "CHECKPOINTD_MAX_MESSAGE_SIZE", default_value = "64MiB", value_parser = byte_size)]
+    #[arg(long, env = "CHECKPOINTD_MAX_MESSAGE_SIZE", default_value = "64MiB", value_parser = message_size)]
     pub max_message_size: usize,
     /// Deadline for calls that set none (and for each List page).
     #[arg(long, env = "CHECKPOINTD_DEFAULT_DEADLINE", default_value = "30s", value_parser = duration)]
@@ -548,5 +561,11 @@ mod tests {
         assert_eq!(byte_size("64MiB"), Ok(64 << 20));
         assert_eq!(byte_size("4194304"), Ok(4_194_304));
         assert!(byte_size("big").is_err());
+    }
+
+    #[test]
+    fn a_message_limit_beyond_what_postgresql_takes_is_refused() {
+        assert_eq!(message_size("1GiB"), Ok(1 << 30));
+        assert!(message_size("2GiB").is_err_and(|e| e.contains("PostgreSQL")));
     }
 }

@@ -7,7 +7,7 @@ use tonic::{Code, Status};
 
 use super::retry_hint::{OVERLOAD_PUSHBACK_MS, mark_retry_safe};
 use crate::domain::ValidationError;
-use crate::retry::ErrorClass;
+use crate::retry::{ErrorClass, SqlState};
 use crate::storage::StorageError;
 
 impl From<ValidationError> for Status {
@@ -19,12 +19,12 @@ impl From<ValidationError> for Status {
 
 impl From<StorageError> for Status {
     fn from(error: StorageError) -> Self {
-        let (operation, class, detail) = match &error {
+        let (operation, class, sqlstate) = match &error {
             StorageError::Precondition(message) => {
                 tracing::Span::current().record("error.type", "failed_precondition");
                 return Status::failed_precondition(message.clone());
             }
-            StorageError::Database { operation, class, detail, .. } => (*operation, *class, detail),
+            StorageError::Database { operation, class, sqlstate, .. } => (*operation, *class, *sqlstate),
         };
         log_failure(&error, class);
         tracing::Span::current().record("error.type", class.as_str());
@@ -46,9 +46,7 @@ impl From<StorageError> for Status {
             ErrorClass::Deadline => {
                 (Code::DeadlineExceeded, format!("{operation}: the deadline passed before the database answered"))
             }
-            ErrorClass::Rejected => {
-                (Code::InvalidArgument, format!("{operation}: the database refused the data: {detail}"))
-            }
+            ErrorClass::Rejected => (Code::InvalidArgument, rejected_message(operation, sqlstate)),
             ErrorClass::Misconfigured => {
                 (Code::Internal, format!("{operation}: the service's database is misconfigured; see the server log"))
             }
@@ -59,6 +57,19 @@ impl From<StorageError> for Status {
             ErrorClass::Overloaded => mark_retry_safe(status, Some(OVERLOAD_PUSHBACK_MS)),
             _ if matches!(code, Code::Unavailable | Code::Aborted) => mark_retry_safe(status, None),
             _ => status,
+        }
+    }
+}
+
+/// What a caller learns of data the database refused: the SQLSTATE, which names the reason
+/// (PostgreSQL's error code table), never the database's message, which may quote the data.
+fn rejected_message(operation: &str, sqlstate: Option<SqlState>) -> String {
+    match sqlstate {
+        Some(code) => format!(
+            "{operation}: the database refused the data (SQLSTATE {code}); nothing was written; the server log has the reason"
+        ),
+        None => {
+            format!("{operation}: the database refused the data; nothing was written; the server log has the reason")
         }
     }
 }
@@ -81,7 +92,13 @@ mod tests {
     use crate::grpc::retry_hint::{PUSHBACK_KEY, RETRY_SAFE_KEY};
 
     fn status_of(class: ErrorClass) -> Status {
-        Status::from(StorageError::Database { operation: "put", class, attempts: 1, detail: "secret detail".into() })
+        Status::from(StorageError::Database {
+            operation: "put",
+            class,
+            attempts: 1,
+            detail: "secret detail".into(),
+            sqlstate: SqlState::parse("22021"),
+        })
     }
 
     #[test]
@@ -105,10 +122,11 @@ mod tests {
     }
 
     #[test]
-    fn details_stay_out_of_messages_except_for_rejected_data() {
+    fn details_never_reach_messages_and_refused_data_names_its_sqlstate() {
         for class in ErrorClass::ALL {
             let status = status_of(class);
-            assert_eq!(status.message().contains("secret detail"), class == ErrorClass::Rejected, "{class}");
+            assert!(!status.message().contains("secret detail"), "{class}");
+            assert_eq!(status.message().contains("SQLSTATE 22021"), class == ErrorClass::Rejected, "{class}");
         }
     }
 

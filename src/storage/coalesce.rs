@@ -388,6 +388,7 @@ fn lost_batch() -> StorageError {
         class: ErrorClass::Internal,
         attempts: 0,
         detail: "the batch holding this checkpoint ended without an answer".into(),
+        sqlstate: None,
     }
 }
 
@@ -397,6 +398,7 @@ fn overloaded() -> StorageError {
         class: ErrorClass::Overloaded,
         attempts: 0,
         detail: "no Put transaction was free within the pool's checkout wait".into(),
+        sqlstate: None,
     }
 }
 
@@ -406,6 +408,7 @@ fn deadline_passed() -> StorageError {
         class: ErrorClass::Deadline,
         attempts: 0,
         detail: "the call's deadline passed while its batch was committing".into(),
+        sqlstate: None,
     }
 }
 

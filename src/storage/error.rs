@@ -1,6 +1,6 @@
 //! The one error type storage returns, already classified.
 
-use crate::retry::ErrorClass;
+use crate::retry::{ErrorClass, SqlState};
 
 /// A storage call that did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,6 +17,8 @@ pub enum StorageError {
         attempts: u32,
         /// The underlying message.
         detail: String,
+        /// The SQLSTATE the database sent, if any: safe to show, unlike `detail`.
+        sqlstate: Option<SqlState>,
     },
     /// The request cannot apply to the stored data; the message is meant for the caller.
     #[error("{0}")]

@@ -10,7 +10,7 @@ use std::future::Future;
 
 use tokio::time::Instant;
 
-use crate::retry::{Decision, ErrorClass, GiveUpReason, Phase, RetryBudget, RetryPolicy};
+use crate::retry::{Decision, ErrorClass, GiveUpReason, Phase, RetryBudget, RetryPolicy, SqlState};
 use crate::storage::StorageError;
 use crate::storage::stats::CallStats;
 
@@ -20,12 +20,13 @@ pub(crate) struct AttemptFailure {
     pub(crate) class: ErrorClass,
     pub(crate) phase: Phase,
     pub(crate) detail: String,
+    pub(crate) sqlstate: Option<SqlState>,
 }
 
 impl AttemptFailure {
     /// The caller's time ran out during `phase`.
     pub(crate) fn deadline(phase: Phase) -> Self {
-        Self { class: ErrorClass::Deadline, phase, detail: "the call's deadline passed".into() }
+        Self { class: ErrorClass::Deadline, phase, detail: "the call's deadline passed".into(), sqlstate: None }
     }
 }
 
@@ -77,14 +78,19 @@ impl LoopError {
     /// The storage error a caller sees.
     pub(crate) fn into_storage_error(self, operation: &'static str) -> StorageError {
         match self {
-            LoopError::Failed { failure, attempts } => {
-                StorageError::Database { operation, class: failure.class, attempts, detail: failure.detail }
-            }
+            LoopError::Failed { failure, attempts } => StorageError::Database {
+                operation,
+                class: failure.class,
+                attempts,
+                detail: failure.detail,
+                sqlstate: failure.sqlstate,
+            },
             LoopError::Abandoned { attempts } => StorageError::Database {
                 operation,
                 class: ErrorClass::Deadline,
                 attempts,
                 detail: "every caller gave up before the work was done".into(),
+                sqlstate: None,
             },
         }
     }
@@ -176,7 +182,7 @@ mod tests {
     }
 
     fn failure(class: ErrorClass, phase: Phase) -> Result<u32, AttemptFailure> {
-        Err(AttemptFailure { class, phase, detail: format!("{class}") })
+        Err(AttemptFailure { class, phase, detail: format!("{class}"), sqlstate: None })
     }
 
     fn policy() -> RetryPolicy {

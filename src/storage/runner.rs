@@ -239,7 +239,7 @@ fn checkout_failure(error: CheckoutError) -> AttemptFailure {
         CheckoutError::Saturated(_) => ErrorClass::Overloaded,
         CheckoutError::Unreachable(class) => class,
     };
-    AttemptFailure { class, phase: Phase::Checkout, detail: error.to_string() }
+    AttemptFailure { class, phase: Phase::Checkout, detail: error.to_string(), sqlstate: None }
 }
 
 /// The facts of a diesel error: the server's SQLSTATE (diesel-async keeps it), its message and
@@ -261,7 +261,7 @@ fn database_failure(phase: Phase, error: &DieselError, broken: bool) -> AttemptF
         io_kind: None,
         timed_out: false,
     });
-    AttemptFailure { class, phase, detail: message }
+    AttemptFailure { class, phase, detail: message, sqlstate }
 }
 
 /// The SQLSTATE diesel reports, as the classifier's type.

@@ -178,6 +178,13 @@ impl TestApp {
     pub async fn sql(&self) -> tokio_postgres::Client {
         self.db.client().await
     }
+
+    /// The server's diagnostics snapshot.
+    pub async fn status(&self) -> checkpointd::grpc::pb::GetStatusResponse {
+        let mut client =
+            checkpointd::grpc::pb::diagnostics_service_client::DiagnosticsServiceClient::new(channel(self.addr).await);
+        client.get_status(checkpointd::grpc::pb::GetStatusRequest {}).await.expect("diagnostics").into_inner()
+    }
 }
 
 /// Starts the server on a fresh database and waits until it serves.

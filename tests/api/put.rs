@@ -109,15 +109,50 @@ async fn values_stay_opaque_and_types_are_kept_byte_for_byte() {
 #[tokio::test]
 async fn a_put_the_database_rejects_stores_nothing() {
     let mut app = spawn_app().await;
-    let mut request = put("t", "", "c1", None);
-    request.checkpoint_json = document("c1", json!({"s": "nul \u{0} inside"}), json!({"b": "1"}));
+    // A constraint of the deployment's own: PostgreSQL, not our validator, refuses this checkpoint.
+    let sql = app.sql().await;
+    sql.batch_execute("ALTER TABLE checkpoints ADD CONSTRAINT no_poison CHECK (checkpoint_id <> 'poison')")
+        .await
+        .expect("constraint");
+    let mut request = put("t", "", "poison", None);
     request.blobs = vec![blob("b", "1", b"orphan?")];
-    let status = app.client.put(request).await.expect_err("NUL is refused");
+    let status = app.client.put(request).await.expect_err("the database refuses it");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(status.message().contains("checkpoint_json"), "{}", status.message());
-    let blobs: i64 =
-        app.sql().await.query_one("SELECT count(*) FROM checkpoint_blobs", &[]).await.expect("count").get(0);
-    assert_eq!(blobs, 0);
+    assert!(status.message().contains("SQLSTATE 23514"), "names the reason by its code: {}", status.message());
+    assert!(!status.message().contains("no_poison"), "the database's own message stays in the log");
+    let stored: i64 = sql
+        .query_one("SELECT (SELECT count(*) FROM checkpoint_blobs) + (SELECT count(*) FROM checkpoints)", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(stored, 0, "neither the checkpoint nor its blob");
+}
+
+/// One refused checkpoint among concurrent Puts that share a transaction fails only its own
+/// caller: the batch is re-run one Put at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_checkpoint_fails_only_its_own_caller_in_a_shared_batch() {
+    let app = spawn_app().await;
+    let sql = app.sql().await;
+    sql.batch_execute("ALTER TABLE checkpoints ADD CONSTRAINT no_poison CHECK (checkpoint_id <> 'poison')")
+        .await
+        .expect("constraint");
+    let calls: Vec<_> = (0..24)
+        .map(|n| {
+            let mut client = app.client.clone();
+            let id = if n == 11 { "poison".to_owned() } else { format!("c{n}") };
+            tokio::spawn(async move { client.put(put(&format!("t{n}"), "", &id, None)).await.map(drop) })
+        })
+        .collect();
+    let mut refused = Vec::new();
+    for (n, call) in calls.into_iter().enumerate() {
+        if let Err(status) = call.await.expect("call") {
+            refused.push((n, status.code()));
+        }
+    }
+    assert_eq!(refused, [(11, tonic::Code::InvalidArgument)]);
+    let stored: i64 = sql.query_one("SELECT count(*) FROM checkpoints", &[]).await.expect("count").get(0);
+    assert_eq!(stored, 23);
 }
 
 #[tokio::test]
@@ -190,6 +225,41 @@ async fn concurrent_puts_sharing_commits_each_store_their_own_checkpoint() {
         assert_eq!(tuple.parent_config.expect("parent").checkpoint_id, "c2");
         assert_eq!(tuple.channel_values, vec![blob("ch", "3", format!("{thread}/3").as_bytes())]);
     }
+    let coalescing = app.status().await.put_coalescing.expect("coalescing is on");
+    assert_eq!(coalescing.puts, 48 * 4);
+    assert!(coalescing.batches < coalescing.puts, "Puts shared commits: {coalescing:?}");
+}
+
+/// Checkpoints close to the message-size limit, put concurrently: batches are capped by bytes,
+/// so none grows past what the driver and the server take, and every Put is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_puts_near_the_message_limit_are_each_stored() {
+    const BLOB: usize = 60 << 20;
+    let app = spawn_app_with(|c| {
+        c.server.max_message_bytes = 64 << 20;
+        if let Some(coalescing) = c.storage.put_coalescing.as_mut() {
+            coalescing.max_batch_bytes = 32 << 20;
+        }
+    })
+    .await;
+    let mut calls = Vec::new();
+    for agent in 0..6u8 {
+        let mut client = app.client.clone().max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX);
+        calls.push(tokio::spawn(async move {
+            let mut request = put(&format!("big-{agent}"), "", "c1", None);
+            request.checkpoint_json = document("c1", json!({}), json!({"ch": "1"}));
+            request.blobs = vec![blob("ch", "1", &vec![agent; BLOB])];
+            client.put(request).await.map(drop)
+        }));
+    }
+    for call in calls {
+        call.await.expect("agent").expect("a Put under the message limit is stored");
+    }
+    let rows =
+        app.sql().await.query_one("SELECT count(*), min(length(blob)) FROM checkpoint_blobs", &[]).await.expect("rows");
+    assert_eq!((rows.get::<_, i64>(0), rows.get::<_, i32>(1)), (6, BLOB as i32));
+    let coalescing = app.status().await.put_coalescing.expect("coalescing is on");
+    assert_eq!(coalescing.batches, coalescing.puts, "each Put over the byte cap ran alone: {coalescing:?}");
 }
 
 /// Concurrent Puts of one checkpoint cannot share a statement (an upsert touches a row once per
