@@ -11,8 +11,9 @@
 //! * `devdb`: throwaway PostgreSQL clusters for `checkpointd dev` and tests.
 //! * `bench`: the load generator behind `checkpointd bench`.
 //! * `telemetry`: logs, traces and metrics. `reload`: certificate and token rotation.
-//! * `shutdown`: signals.
+//! * `shutdown`: signals. `accept`: accept loops that pause on resource errors.
 
+pub mod accept;
 pub mod app;
 pub mod bench;
 pub mod cli;

@@ -368,3 +368,30 @@ impl tonic::codec::Decoder for RawCodec {
         Ok(Some(bytes.to_vec()))
     }
 }
+
+/// A List holds its in-flight slot while it streams, not only until its first page: a reader
+/// that is slow to drain a long history counts against the limit until it finishes or leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_list_holds_its_in_flight_slot_until_it_ends() {
+    let (app, _health) = spawn_secured(|c| c.server.max_concurrent_requests = 1).await;
+    let mut writer = client(channel(app.addr).await, None);
+    for step in 0..200u32 {
+        let id = format!("c{step:04}");
+        let mut request = put("long", "", &id, None);
+        request.checkpoint_json = document(&id, serde_json::json!({}), serde_json::json!({"big": "1"}));
+        request.blobs = vec![blob("big", "1", &vec![7u8; 128 << 10])];
+        writer.put(request).await.expect("put");
+    }
+    let mut reader = client(channel(app.addr).await, None);
+    let list = pb::ListRequest { thread_id: Some("long".into()), ..Default::default() };
+    let mut stream = reader.list(list).await.expect("list").into_inner();
+    stream.message().await.expect("first item").expect("an item");
+    let status = writer.put(put("other", "", "c1", None)).await.expect_err("the list holds the only slot");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    drop(stream);
+    eventually(Duration::from_secs(10), "the slot to be free once the reader leaves", || {
+        let mut writer = writer.clone();
+        async move { writer.put(put("other", "", "c1", None)).await.is_ok() }
+    })
+    .await;
+}

@@ -1,5 +1,6 @@
 //! A ceiling on calls in flight: beyond it a call is refused at once with RESOURCE_EXHAUSTED
-//! (and a retry pushback), before any database work. Health checks are never refused.
+//! (and a retry pushback), before any database work. Health checks are never refused. A call
+//! holds its slot until its response body ends, so a streaming List counts while it streams.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
 use tonic::Status;
 use tower::{Layer, Service};
 
@@ -46,7 +48,8 @@ pub struct InFlightLimit<S> {
     current: Arc<AtomicUsize>,
 }
 
-/// Releases a slot when the call's future completes or is dropped.
+/// Releases a slot when the call's response ends or is dropped.
+#[derive(Debug)]
 struct Slot(Arc<AtomicUsize>);
 
 impl Drop for Slot {
@@ -62,7 +65,7 @@ where
     ResBody: Default + Send + 'static,
     S::Error: 'static,
 {
-    type Response = Response<ResBody>;
+    type Response = Response<SlotBody<ResBody>>;
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -72,7 +75,8 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         if request.uri().path().starts_with("/grpc.health.v1.Health/") {
-            return Box::pin(self.inner.call(request));
+            let future = self.inner.call(request);
+            return Box::pin(async move { Ok(future.await?.map(|body| SlotBody { body, slot: None })) });
         }
         if self.current.fetch_add(1, Ordering::AcqRel) >= self.max {
             self.current.fetch_sub(1, Ordering::AcqRel);
@@ -83,14 +87,52 @@ where
                 )),
                 Some(LIMIT_PUSHBACK_MS),
             );
-            return Box::pin(async move { Ok(status.into_http()) });
+            return Box::pin(
+                async move { Ok(status.into_http::<ResBody>().map(|body| SlotBody { body, slot: None })) },
+            );
         }
         let slot = Slot(self.current.clone());
         let future = self.inner.call(request);
-        Box::pin(async move {
-            let response = future.await;
-            drop(slot);
-            response
-        })
+        Box::pin(async move { Ok(future.await?.map(|body| SlotBody { body, slot: Some(slot) })) })
+    }
+}
+/// A response body that keeps its call's slot until the stream ends (or is dropped unfinished).
+#[derive(Debug)]
+pub struct SlotBody<B> {
+    body: B,
+    slot: Option<Slot>,
+}
+
+impl<B: Default> Default for SlotBody<B> {
+    fn default() -> Self {
+        Self { body: B::default(), slot: None }
+    }
+}
+
+impl<B> Body for SlotBody<B>
+where
+    B: Body + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            this.slot = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }

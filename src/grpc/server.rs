@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
-use tonic::transport::server::{Router, TcpIncoming};
+use tonic::transport::server::Router;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tower::layer::util::{Identity, Stack};
 
@@ -98,7 +98,7 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     match tls {
         Some(tls) => router.serve_with_incoming_shutdown(incoming(listener, tls), signal).await,
-        None => router.serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal).await,
+        None => router.serve_with_incoming_shutdown(crate::accept::incoming(listener), signal).await,
     }
 }
 
@@ -108,10 +108,7 @@ pub async fn serve_health<H: Health>(
     listener: TcpListener,
     signal: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    Server::builder()
-        .add_service(health)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal)
-        .await
+    Server::builder().add_service(health).serve_with_incoming_shutdown(crate::accept::incoming(listener), signal).await
 }
 
 /// Binds `address`, naming it in the error.

@@ -120,13 +120,7 @@ pub fn incoming(listener: TcpListener, tls: Arc<ReloadableTls>) -> ReceiverStrea
     tokio::spawn(async move {
         loop {
             let stream = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accepting a connection failed");
-                        continue;
-                    }
-                },
+                stream = crate::accept::accept(&listener) => stream,
                 () = sender.closed() => return,
             };
             let _ = stream.set_nodelay(true);

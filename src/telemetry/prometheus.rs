@@ -15,14 +15,8 @@ use tokio_util::sync::CancellationToken;
 /// Serves `registry` until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, registry: Registry, stop: CancellationToken) {
     loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics listener failed to accept");
-                    continue;
-                }
-            },
+        let stream = tokio::select! {
+            stream = crate::accept::accept(&listener) => stream,
             () = stop.cancelled() => return,
         };
         let registry = registry.clone();

@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+use checkpointd::devdb::{ClusterOptions, LocalCluster};
+
+use crate::helpers::eventually;
+use crate::support::certs::generate;
 use crate::support::cluster::{Db, DbOptions};
 use crate::support::load::{self, LoadOptions};
 use crate::support::serial;
@@ -66,8 +70,14 @@ async fn idle_session_timeouts_cost_no_failed_call() {
     progress(&first, 100, "load before going idle").await;
     drop(first.finish().await);
     let created_before = service.status().await.pool.map_or(0, |p| p.connections_created);
-    // The fault is time itself: every pooled session idles past the server's timeout.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The fault is time itself: every pooled session idles past the server's timeout, and the
+    // server ends it (the monitor's own session, pinged every second, may survive).
+    let pooled = sql(&db, "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE usename = 'app'");
+    eventually(Duration::from_secs(20), "the server to end the idle pooled sessions", || async {
+        let left = format!("SELECT count(*) FROM pg_stat_activity WHERE pid IN ({pooled})");
+        sql(&db, &left).parse::<u32>().unwrap_or(u32::MAX) <= 1
+    })
+    .await;
     let after = load::start(service.addr, LoadOptions::standard()).await;
     progress(&after, 200, "load after the idle timeouts").await;
     let result = after.finish().await;
@@ -77,5 +87,42 @@ async fn idle_session_timeouts_cost_no_failed_call() {
     let created_after = service.status().await.pool.map_or(0, |p| p.connections_created);
     assert!(created_after > created_before, "timed-out sessions were replaced");
     report("idle_session_timeout", &result, &verdict, None);
+    service.stop().await;
+}
+
+/// `sslmode=prefer` against a server that agrees to TLS and then fails the handshake (here it
+/// speaks only TLS 1.1, which rustls refuses): as with libpq, the connection is made again
+/// without TLS, and the service serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefer_falls_back_to_plaintext_when_the_tls_handshake_fails() {
+    let _serial = serial().await;
+    let certs = generate(&["localhost", "127.0.0.1"]);
+    let cluster = tokio::task::block_in_place(|| {
+        LocalCluster::start(ClusterOptions {
+            settings: vec![
+                "ssl = on".into(),
+                "ssl_cert_file = 'server.crt'".into(),
+                "ssl_key_file = 'server.key'".into(),
+                "ssl_min_protocol_version = 'TLSv1'".into(),
+                "ssl_max_protocol_version = 'TLSv1.1'".into(),
+            ],
+            hba: Some("local all all trust\nhost all all 127.0.0.1/32 trust\n".into()),
+            files: vec![
+                ("server.crt".into(), certs.cert_pem.clone().into_bytes(), 0o600),
+                ("server.key".into(), certs.key_pem.clone().into_bytes(), 0o600),
+            ],
+            ..Default::default()
+        })
+    })
+    .expect("start a cluster that only speaks TLS 1.1");
+    let url = format!("postgresql://postgres@127.0.0.1:{}/postgres?sslmode=prefer", cluster.port());
+    let service = Service::start_serving(fault_config(&url)).await;
+    let mut client = load::client(service.addr, Duration::from_secs(5)).await;
+    client.put(load::put_request("prefer", 0, 1, None)).await.expect("served without TLS");
+    let ssl = tokio::task::block_in_place(|| {
+        cluster.psql("postgres", "SELECT bool_or(ssl) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE usename = 'postgres' AND client_addr IS NOT NULL")
+    })
+    .expect("pg_stat_ssl");
+    assert_eq!(ssl, "f", "the connections are plaintext");
     service.stop().await;
 }

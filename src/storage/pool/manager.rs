@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use diesel::connection::CacheSize;
 use diesel_async::pooled_connection::PoolableConnection;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::retry::{ErrorClass, Failure, Phase, SqlState, classify};
@@ -145,6 +146,25 @@ impl ConnectError {
     }
 }
 
+/// A client and the connection that drives it, as tokio-postgres opens them.
+type PgConnection = (
+    tokio_postgres::Client,
+    tokio_postgres::Connection<
+        tokio_postgres::Socket,
+        <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>>::Stream,
+    >,
+);
+
+/// Whether the TLS handshake itself failed (a rustls error anywhere in the chain).
+fn is_tls_failure(err: &tokio_postgres::Error) -> bool {
+    std::iter::successors(std::error::Error::source(err), |e| e.source()).any(|e| {
+        e.downcast_ref::<rustls::Error>().is_some()
+            || e.downcast_ref::<io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+    })
+}
+
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
@@ -249,8 +269,7 @@ impl Manager {
     /// (PgBouncer) keeps them on one server connection, so they cannot fail with "prepared
     /// statement does not exist".
     async fn establish(&self, host: &tokio_postgres::Config) -> Result<AsyncPgConnection, ConnectError> {
-        let (client, mut connection) =
-            host.connect(self.tls.clone()).await.map_err(|e| ConnectError::from_postgres(&e))?;
+        let (client, mut connection) = self.connect(host).await.map_err(|e| ConnectError::from_postgres(&e))?;
         tokio::select! {
             begun = client.batch_execute("BEGIN") => begun.map_err(|e| ConnectError::from_postgres(&e))?,
             ended = &mut connection => return Err(ConnectError::closed_during_setup(ended.err())),
@@ -263,6 +282,20 @@ impl Manager {
             conn.set_prepared_statement_cache_size(CacheSize::Disabled);
         }
         Ok(conn)
+    }
+
+    /// TCP, TLS and authentication. With `sslmode=prefer`, a server that agrees to TLS but fails
+    /// the handshake is tried again without TLS, as libpq does.
+    async fn connect(&self, host: &tokio_postgres::Config) -> Result<PgConnection, tokio_postgres::Error> {
+        match host.connect(self.tls.clone()).await {
+            Err(e) if host.get_ssl_mode() == SslMode::Prefer && is_tls_failure(&e) => {
+                tracing::debug!(error = %e, "TLS handshake failed with sslmode=prefer; trying without TLS");
+                let mut plain = host.clone();
+                plain.ssl_mode(SslMode::Disable);
+                plain.connect(self.tls.clone()).await
+            }
+            outcome => outcome,
+        }
     }
 
     fn pooled(&self, conn: AsyncPgConnection) -> PgConn {
