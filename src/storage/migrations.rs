@@ -53,6 +53,14 @@ pub const MIGRATIONS: [Migration; 10] = [
     migration!(9, "0009_checkpoint_writes_task_path"),
 ];
 
+/// Indexes of checkpointd's own (see `migrations/README.md`): created after LangGraph's
+/// migrations on every run, never recorded in `checkpoint_migrations`.
+pub const SERVICE_INDEXES: [Migration; 1] = [Migration {
+    version: -1,
+    name: "service/checkpoints_run_id_idx",
+    sql: include_str!("../../migrations/service/checkpoints_run_id_idx.sql"),
+}];
+
 /// The latest version this binary knows.
 pub const LATEST_VERSION: i32 = 9;
 
@@ -112,6 +120,9 @@ async fn migrate(conn: &mut AsyncPgConnection) -> Result<MigrationReport, Migrat
         apply(conn, migration).await?;
         applied.push(migration.version);
     }
+    for index in &SERVICE_INDEXES {
+        conn.batch_execute(index.sql).await.map_err(failed(index.name))?;
+    }
     let repaired_indexes = repair_invalid_indexes(conn).await?;
     let version = current_version(conn).await?;
     if version > LATEST_VERSION {
@@ -163,7 +174,7 @@ struct IndexState {
 /// later `CREATE INDEX CONCURRENTLY IF NOT EXISTS` would silently keep it).
 async fn repair_invalid_indexes(conn: &mut AsyncPgConnection) -> Result<Vec<String>, MigrationError> {
     let mut repaired = Vec::new();
-    for migration in MIGRATIONS.iter().filter(|m| m.concurrent()) {
+    for migration in MIGRATIONS.iter().chain(&SERVICE_INDEXES).filter(|m| m.concurrent()) {
         let Some(index) = index_name(migration.sql) else { continue };
         let state: Vec<IndexState> = Statement::new(
             "SELECT NOT i.indisvalid AS invalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \

@@ -76,10 +76,41 @@ async fn tables_columns_keys_and_indexes_are_langgraphs() {
             "CREATE UNIQUE INDEX checkpoint_migrations_pkey ON public.checkpoint_migrations USING btree (v)",
             "CREATE UNIQUE INDEX checkpoint_writes_pkey ON public.checkpoint_writes USING btree (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)",
             "CREATE INDEX checkpoint_writes_thread_id_idx ON public.checkpoint_writes USING btree (thread_id)",
+            // checkpointd's own, for DeleteForRuns (migrations/service/).
+            "CREATE INDEX checkpointd_checkpoints_run_id_idx ON public.checkpoints USING btree (((metadata ->> 'run_id'::text)))",
             "CREATE UNIQUE INDEX checkpoints_pkey ON public.checkpoints USING btree (thread_id, checkpoint_ns, checkpoint_id)",
             "CREATE INDEX checkpoints_thread_id_idx ON public.checkpoints USING btree (thread_id)",
         ]
     );
+    let versions: Vec<i32> = sql
+        .query("SELECT v FROM checkpoint_migrations ORDER BY v", &[])
+        .await
+        .expect("versions")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, (0..=9).collect::<Vec<_>>(), "only LangGraph's versions are recorded");
+}
+
+/// DeleteForRuns finds a run's checkpoints through the run-id index, not by reading every
+/// checkpoint's metadata.
+#[tokio::test]
+async fn delete_for_runs_finds_its_checkpoints_through_the_run_id_index() {
+    let app = spawn_app().await;
+    let sql = app.sql().await;
+    let plan: Vec<String> = sql
+        .simple_query(
+            "SET enable_seqscan = off; EXPLAIN DELETE FROM checkpoints WHERE metadata ->> 'run_id' = ANY(ARRAY['r1'])",
+        )
+        .await
+        .expect("explain")
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect();
+    assert!(plan.iter().any(|line| line.contains("checkpointd_checkpoints_run_id_idx")), "{plan:#?}");
 }
 
 #[tokio::test]

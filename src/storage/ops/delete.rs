@@ -44,7 +44,9 @@ impl Operation for DeleteThreadOp<'_> {
 /// The checkpoints of the runs go with their writes; a surviving checkpoint whose parent went
 /// loses its parent link (as Prune does), and blobs no surviving checkpoint of the namespace
 /// refers to are removed. Every sub-statement sees the same snapshot, so survivors are told
-/// apart by their run id rather than by the deletion.
+/// apart by their run id rather than by the deletion. The run's checkpoints are found through
+/// the run-id index and their children one thread at a time (`OFFSET 0` keeps that lookup per
+/// thread instead of letting the planner hash the whole table).
 const DELETE_FOR_RUNS_SQL: &str = r#"WITH doomed AS (
     DELETE FROM checkpoints
     WHERE metadata ->> 'run_id' = ANY($1)
@@ -54,10 +56,17 @@ const DELETE_FOR_RUNS_SQL: &str = r#"WITH doomed AS (
     DELETE FROM checkpoint_writes w USING doomed d
     WHERE w.thread_id = d.thread_id AND w.checkpoint_ns = d.checkpoint_ns AND w.checkpoint_id = d.checkpoint_id
 ), orphaned AS (
-    UPDATE checkpoints k SET parent_checkpoint_id = NULL FROM doomed d
-    WHERE k.thread_id = d.thread_id AND k.checkpoint_ns = d.checkpoint_ns
-      AND k.parent_checkpoint_id = d.checkpoint_id
-      AND (k.metadata ->> 'run_id' = ANY($1)) IS NOT TRUE
+    UPDATE checkpoints k SET parent_checkpoint_id = NULL
+    FROM (SELECT DISTINCT thread_id, checkpoint_ns FROM doomed) t CROSS JOIN LATERAL (
+        SELECT c.checkpoint_id FROM checkpoints c
+        WHERE c.thread_id = t.thread_id AND c.checkpoint_ns = t.checkpoint_ns
+          AND c.parent_checkpoint_id IN (
+              SELECT d.checkpoint_id FROM doomed d WHERE d.thread_id = t.thread_id AND d.checkpoint_ns = t.checkpoint_ns
+          )
+          AND (c.metadata ->> 'run_id' = ANY($1)) IS NOT TRUE
+        OFFSET 0
+    ) child
+    WHERE k.thread_id = t.thread_id AND k.checkpoint_ns = t.checkpoint_ns AND k.checkpoint_id = child.checkpoint_id
 ), freed AS (
     SELECT DISTINCT d.thread_id, d.checkpoint_ns, v.key AS channel, v.value AS version
     FROM doomed d CROSS JOIN LATERAL jsonb_each_text(d.versions) AS v
