@@ -22,18 +22,27 @@ fn run(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
 
 #[test]
 fn help_documents_every_setting_and_the_environment() {
+    use clap::CommandFactory;
     let output = run(&["serve", "--help"], &[]);
     let help = String::from_utf8_lossy(&output.stdout);
-    for expected in [
-        "DATABASE_URL",
-        "PGPASSWORD",
-        "CHECKPOINT_MAX_RETRIES",
-        "SSL_RETRY_DELAY",
-        "ENABLE_POOL_RECREATION",
-        "--db-tcp-user-timeout",
-        "--listen",
-    ] {
-        assert!(help.contains(expected), "serve --help lacks {expected}");
+    let cli = checkpointd::cli::Cli::command();
+    let serve = cli.find_subcommand("serve").expect("the serve command");
+    let settings: Vec<_> =
+        serve.get_arguments().filter(|a| !matches!(a.get_id().as_str(), "help" | "version")).collect();
+    assert!(settings.len() > 40, "every setting of serve: {}", settings.len());
+    for setting in settings {
+        let name = setting.get_long().unwrap_or_else(|| panic!("{} has a --flag", setting.get_id()));
+        assert!(help.contains(&format!("--{name}")), "serve --help lacks --{name}");
+        assert!(setting.get_help().is_some_and(|h| !h.to_string().is_empty()), "--{name} says what it does");
+        if let Some(env) = setting.get_env() {
+            let env = env.to_string_lossy();
+            assert!(help.contains(env.as_ref()), "serve --help lacks {env} (for --{name})");
+        }
+    }
+    for original in
+        ["DATABASE_URL", "PGPASSWORD", "CHECKPOINT_MAX_RETRIES", "SSL_RETRY_DELAY", "ENABLE_POOL_RECREATION"]
+    {
+        assert!(help.contains(original), "serve --help lacks the original deployment's {original}");
     }
 }
 

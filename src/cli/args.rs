@@ -8,8 +8,9 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
-    AuthConfig, CoalescingConfig, Config, ConfigError, DatabaseConfig, DatabaseConfigError, DatabaseFlags, LogFormat,
-    PoolConfig, Secret, ServerConfig, ServerTls, SslMode, StorageConfig, TargetSession, parse_tokens, resolve_database,
+    AuthConfig, CoalescingConfig, Compression, Config, ConfigError, DatabaseConfig, DatabaseConfigError, DatabaseFlags,
+    LogFormat, PoolConfig, Secret, ServerConfig, ServerTls, SslMode, StorageConfig, TargetSession, parse_tokens,
+    resolve_database,
 };
 use crate::domain::Limits;
 use crate::retry::RetryPolicy;
@@ -140,6 +141,11 @@ pub struct ServerArgs {
     /// Longest wait for in-flight calls at shutdown, after the delay.
     #[arg(long, env = "CHECKPOINTD_SHUTDOWN_GRACE", default_value = "20s", value_parser = duration)]
     pub shutdown_grace: Duration,
+    /// Compress responses (gzip or zstd) for clients that accept it. Off by default: on a fast
+    /// network compressing costs both sides more CPU than it saves; it pays on slow links and
+    /// for large blobs. Compressed requests are always accepted.
+    #[arg(long, env = "CHECKPOINTD_RESPONSE_COMPRESSION", value_enum)]
+    pub response_compression: Option<Compression>,
     /// Serve gRPC reflection (v1 and v1alpha).
     #[arg(long, env = "CHECKPOINTD_REFLECTION", default_value_t = true, value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub reflection: bool,
@@ -448,6 +454,7 @@ impl ServeArgs {
                 shutdown_delay: self.server.shutdown_delay,
                 shutdown_grace: self.server.shutdown_grace,
                 reflection: self.server.reflection,
+                response_compression: self.server.response_compression,
                 limits: Limits::DOCUMENTED,
                 tls: self.server.tls(),
                 health_listen: self.server.health_listen,

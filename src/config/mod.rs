@@ -78,6 +78,15 @@ pub struct CoalescingConfig {
     pub max_batch_bytes: usize,
 }
 
+/// A gRPC message compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    /// gzip: widely supported; pays on slow links and large blobs.
+    Gzip,
+    /// zstd: faster and tighter than gzip, where the client supports it.
+    Zstd,
+}
+
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -136,6 +145,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Serve gRPC reflection.
     pub reflection: bool,
+    /// Compress responses for clients that accept it; `None` sends them as they are.
+    pub response_compression: Option<Compression>,
     /// Field limits.
     pub limits: Limits,
     /// TLS (and mutual TLS); plaintext when `None`.

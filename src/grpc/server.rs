@@ -14,7 +14,7 @@ use tonic::transport::server::Router;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tower::layer::util::{Identity, Stack};
 
-use crate::config::ServerConfig;
+use crate::config::{Compression, ServerConfig};
 use crate::grpc::auth::{AuthLayer, Authenticator};
 use crate::grpc::diagnostics::DiagnosticsGrpc;
 use crate::grpc::limit::InFlightLimitLayer;
@@ -56,13 +56,17 @@ pub fn router<H: Health>(
     services: Services<H>,
     config: &ServerConfig,
 ) -> Result<Router<ServerLayers>, ReflectionError> {
-    let checkpoints = CheckpointServiceServer::new(services.checkpoints)
+    let mut checkpoints = CheckpointServiceServer::new(services.checkpoints)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes)
         .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd)
-        .send_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Zstd);
+        .accept_compressed(CompressionEncoding::Zstd);
+    if let Some(compression) = config.response_compression {
+        checkpoints = checkpoints.send_compressed(match compression {
+            Compression::Gzip => CompressionEncoding::Gzip,
+            Compression::Zstd => CompressionEncoding::Zstd,
+        });
+    }
     let (reflection_v1, reflection_v1alpha) = if config.reflection {
         let builder = || {
             tonic_reflection::server::Builder::configure()

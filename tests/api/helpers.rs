@@ -135,6 +135,7 @@ pub fn test_config(database_url: &str) -> Config {
             shutdown_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(5),
             reflection: true,
+            response_compression: None,
             limits: Limits::DOCUMENTED,
             tls: None,
             health_listen: None,

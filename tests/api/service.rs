@@ -110,3 +110,20 @@ async fn the_service_starts_while_the_database_is_unreachable_and_reports_not_se
     assert!(started.elapsed() < Duration::from_secs(2), "fails fast, took {:?}", started.elapsed());
     app.stop().await;
 }
+
+/// Responses travel uncompressed unless the server is told otherwise, even to a client that
+/// advertises gzip (grpcio and grpc-js always do): on a fast network gzip costs more CPU than it
+/// saves. `--response-compression gzip` turns it on.
+#[tokio::test]
+async fn responses_are_compressed_only_when_configured() {
+    use tonic::codec::CompressionEncoding;
+    for (configured, expected) in [(None, None), (Some(checkpointd::config::Compression::Gzip), Some("gzip"))] {
+        let app = spawn_app_with(|c| c.server.response_compression = configured).await;
+        let mut client = app.client.clone().accept_compressed(CompressionEncoding::Gzip);
+        client.put(put("t", "", "c1", None)).await.expect("put");
+        let request = pb::GetTupleRequest { thread_id: "t".into(), ..Default::default() };
+        let response = client.get_tuple(request).await.expect("get");
+        let encoding = response.metadata().get("grpc-encoding").and_then(|v| v.to_str().ok());
+        assert_eq!(encoding, expected, "configured {configured:?}");
+    }
+}
