@@ -67,10 +67,11 @@ class Server:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> Server:
+    def start(self, timeout: float = 60.0, port: int | None = None) -> Server:
+        """Start the server on ``port`` (e.g. to restart it where it was), or on a free port."""
         binary = server_binary()
-        for _attempt in range(3):  # a free port can be taken between probe and bind
-            self.port = free_port()
+        for _attempt in range(1 if port else 3):  # a free port can be taken between probe and bind
+            self.port = port or free_port()
             env = dict(os.environ)
             env.setdefault("RUST_LOG", "warn")
             self.proc = subprocess.Popen(
@@ -96,7 +97,11 @@ class Server:
 
     def _wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        with CheckpointdClient(self.target, retry=None) as client:
+        # A probe that also works from async tests (a short blocking wait on the loop is fine here).
+        # (reconnecting every 50 ms: the moment it is ready is seen at once, see test_resilience.py)
+        with CheckpointdClient(
+            self.target, retry=None, allow_sync_on_event_loop=True, reconnect_backoff_max=0.05
+        ) as client:
             while time.monotonic() < deadline:
                 if self.proc is None or self.proc.poll() is not None:
                     return False

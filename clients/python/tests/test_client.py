@@ -144,10 +144,12 @@ def test_other_errors_are_not_retried_and_say_whether_to_retry(fake, code, exc, 
 
 
 def test_resource_exhausted_pushback_is_reported(fake) -> None:
-    fake.script = [(grpc.StatusCode.RESOURCE_EXHAUSTED, "pool saturated", (("grpc-retry-pushback-ms", "250"),))]
-    with CheckpointdClient(fake.target) as client, pytest.raises(ResourceExhaustedError) as info:
+    marked = (("grpc-retry-pushback-ms", "250"), ("checkpointd-retry-safe", "true"))
+    fake.script = [(grpc.StatusCode.RESOURCE_EXHAUSTED, "pool saturated", marked)]
+    with CheckpointdClient(fake.target, retry=None) as client, pytest.raises(ResourceExhaustedError) as info:
         client.get_tuple(pb.GetTupleRequest(thread_id="t"))
-    assert info.value.retry_after == 0.25 and info.value.retryable
+    assert info.value.retry_after == 0.25 and info.value.retryable and info.value.retry_safe
+    assert "safe to retry after 0.250s" in str(info.value)
 
 
 def test_deadline_default_and_override(fake) -> None:
@@ -187,16 +189,22 @@ def test_channel_options() -> None:
     opts = dict(client.channel_options)
     assert opts["grpc.max_send_message_length"] == opts["grpc.max_receive_message_length"] == 1 << 20
     assert opts["grpc.keepalive_time_ms"] == 20000 and opts["grpc.enable_retries"] == 1
-    import json
-
-    config = json.loads(opts["grpc.service_config"])
-    policy = config["methodConfig"][0]["retryPolicy"]
-    assert policy["maxAttempts"] == 5 and policy["retryableStatusCodes"] == ["UNAVAILABLE"]
-    assert config["methodConfig"][0]["name"] == [{"service": "checkpoint.v1.CheckpointService"}]
+    # Reconnect within about a second whatever the outage (gRPC's default grows towards 120 s).
+    assert opts["grpc.max_reconnect_backoff_ms"] == 1000
+    assert opts["grpc.initial_reconnect_backoff_ms"] == 100
+    assert opts["grpc.min_reconnect_backoff_ms"] == 2000
+    # Retries are in the client's call path, not in a gRPC service config.
+    assert "grpc.service_config" not in opts
     with pytest.raises(ValueError):
-        RetryPolicy(max_attempts=6)
+        RetryPolicy(max_attempts=0)
+    with pytest.raises(ValueError):
+        RetryPolicy(status_codes=("NOT_A_CODE",))
     with pytest.raises(ValueError):
         CheckpointdClient("x:1", compression="brotli")
+    with pytest.raises(ValueError):
+        CheckpointdClient("x:1", load_balancing="random")
+    with pytest.raises(ValueError, match="not a PostgreSQL connection string"):
+        CheckpointdClient("postgresql://postgres@localhost/db")
     client.close()
     with pytest.raises(RuntimeError):
         client.get_tuple(pb.GetTupleRequest(thread_id="t"))
@@ -237,7 +245,7 @@ def test_tls_with_custom_root_certificate(tls_files) -> None:
             assert saver.get_tuple({"configurable": {"thread_id": "tls"}}) is None
         assert service.calls[0]["metadata"]["authorization"] == "Bearer secret"
         # Plaintext to a TLS port fails as UNAVAILABLE (retryable), not with a hang.
-        with CheckpointdClient(target, retry=None, timeout=5) as plain, pytest.raises(UnavailableError):
+        with CheckpointdClient(target, retry=None, timeout=2) as plain, pytest.raises(UnavailableError):
             plain.get_tuple(pb.GetTupleRequest(thread_id="t"))
     finally:
         server.stop(0)
@@ -264,10 +272,16 @@ def test_health_and_unreachable_server(server) -> None:
     with CheckpointdClient(server.target) as client:
         assert client.health() == "SERVING"
         assert client.health("") == "SERVING"
-    with CheckpointdClient(f"127.0.0.1:{free_port()}", retry=FAST_RETRY, timeout=5) as client:
+    with CheckpointdClient(f"127.0.0.1:{free_port()}", retry=FAST_RETRY, timeout=1) as client:
         with pytest.raises(UnavailableError) as info:
             client.get_tuple(pb.GetTupleRequest(thread_id="t"))
-        assert info.value.retryable
+        assert info.value.retryable and "no connection to" in str(info.value)
+    # Without waiting for the connection, the call fails at once.
+    with CheckpointdClient(f"127.0.0.1:{free_port()}", retry=None, wait_for_ready=False) as client:
+        started = time.monotonic()
+        with pytest.raises(UnavailableError):
+            client.get_tuple(pb.GetTupleRequest(thread_id="t"))
+        assert time.monotonic() - started < 1.0
 
 
 def _put_big(saver: GrpcCheckpointSaver, thread: str, size: int) -> dict:
@@ -292,10 +306,10 @@ def test_message_size_limit(server) -> None:
     assert not info.value.retryable
 
 
-async def test_sync_calls_work_on_the_event_loop_thread(server) -> None:
-    """AsyncPostgresSaver raises InvalidStateError here; GrpcCheckpointSaver just works."""
+async def test_sync_calls_on_the_event_loop_thread_work_when_allowed(server) -> None:
+    """By default they raise InvalidStateError (see test_event_loop.py); opted in, they work."""
     thread = f"loop-{uuid.uuid4()}"
-    async with GrpcCheckpointSaver(server.target) as saver:
+    async with GrpcCheckpointSaver(server.target, allow_sync_on_event_loop=True) as saver:
         config = _put_big(saver, thread, 10)  # sync, on the loop's own thread
         assert saver.get_tuple(config) == await saver.aget_tuple(config)
         assert list(saver.list(config)) == [t async for t in saver.alist(config)]
@@ -449,7 +463,7 @@ def test_server_restart_is_survived_by_the_same_saver(tmp_path) -> None:
 
     name, url = create_database()
     first = Server(url).start()
-    saver = GrpcCheckpointSaver(first.target, retry=FAST_RETRY, timeout=5)
+    saver = GrpcCheckpointSaver(first.target, retry=FAST_RETRY, timeout=2)
     try:
         config = _put_big(saver, "restart", 10)
         first.stop()

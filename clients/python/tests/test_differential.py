@@ -46,7 +46,8 @@ async def diff(diff_env) -> AsyncIterator[Diff]:
     truncate_tables(pg_url)
     truncate_tables(server.database_url)
     async with AsyncPostgresSaver.from_conn_string(pg_url) as pg:
-        async with GrpcCheckpointSaver(server.target) as grpc_saver:
+        # Some steps use the sync API on the loop's thread (see differential.py): opted in.
+        async with GrpcCheckpointSaver(server.target, allow_sync_on_event_loop=True) as grpc_saver:
             diff = Diff(pg, grpc_saver, pg_url, server.database_url)
             try:
                 yield diff

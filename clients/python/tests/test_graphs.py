@@ -16,14 +16,15 @@ from graph_scenarios import SCENARIOS
 async def test_graph_matches_postgres_saver(server, scenario: str, mode: str) -> None:
     run = SCENARIOS[scenario]
     is_async = mode == "async"
-    # The sync API runs here on the event loop's own thread, which AsyncPostgresSaver forbids.
+    # The sync API runs here on the event loop's own thread, which both savers forbid by default
+    # (allow_sync_on_event_loop=True opts in; PostgresSaver, the sync reference, does not check).
     if is_async:
         async with GrpcCheckpointSaver(server.target) as saver:
             got = await run(saver, True)
         async with AsyncPostgresSaver.from_conn_string(server.database_url) as ref:
             want = await run(ref, True)
     else:
-        with GrpcCheckpointSaver(server.target) as saver:
+        with GrpcCheckpointSaver(server.target, allow_sync_on_event_loop=True) as saver:
             got = await run(saver, False)
         with PostgresSaver.from_conn_string(server.database_url) as ref:
             want = await run(ref, False)
@@ -40,7 +41,7 @@ async def test_copy_thread_and_delete_for_runs_on_graph_threads(server, mode: st
     from graph_scenarios import Canon, Runner, _hitl_graph
 
     is_async = mode == "async"
-    async with GrpcCheckpointSaver(server.target) as saver:
+    async with GrpcCheckpointSaver(server.target, allow_sync_on_event_loop=not is_async) as saver:
         r = Runner(_hitl_graph(saver), is_async)
         source = f"copy-src-{uuid.uuid4()}"
         target = f"copy-dst-{uuid.uuid4()}"

@@ -4,6 +4,7 @@ paused under one saver resumes under the other."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -79,7 +80,8 @@ async def test_postgres_saver_threads_read_back_through_grpc(server) -> None:
             assert got[key] == want[key], key
             assert any(t.pending_writes for t in got[key]["list_all_namespaces"]) or key in ("fan", "travel")
         assert await _graph_view(grpc_saver, threads) == want_view
-        assert _sync_read(grpc_saver, threads["sub"]) == want["sub"]["list_all_namespaces"]
+        # The sync API from a worker thread (on the loop's own thread it raises InvalidStateError).
+        assert await asyncio.to_thread(_sync_read, grpc_saver, threads["sub"]) == want["sub"]["list_all_namespaces"]
         # Resume, under checkpointd, the runs that LangGraph's saver paused.
         out = await _hitl_graph(grpc_saver).ainvoke(Command(resume="grace"), {"configurable": {"thread_id": threads["hitl"]}})
         assert out["log"] == ["step1", "ask", "hello grace"]

@@ -3,8 +3,9 @@
     from checkpointd_client import GrpcCheckpointSaver, CheckpointdClient
 """
 
-from checkpointd_client.client import SERVICE_NAME, CheckpointdClient, RetryPolicy
+from checkpointd_client.client import SERVICE_NAME, CheckpointdClient, PlaintextTokenWarning, RetryPolicy
 from checkpointd_client.errors import (
+    RETRY_SAFE_TRAILER,
     AbortedError,
     CheckpointdError,
     DeadlineExceededError,
@@ -31,6 +32,8 @@ __all__ = [
     "InternalError",
     "InvalidArgumentError",
     "PermissionDeniedError",
+    "PlaintextTokenWarning",
+    "RETRY_SAFE_TRAILER",
     "ResourceExhaustedError",
     "RetryPolicy",
     "SERVICE_NAME",

@@ -7,8 +7,11 @@ Each one carries:
 * ``code``: the :class:`grpc.StatusCode`;
 * ``details``: the server's message (it names the offending field for INVALID_ARGUMENT);
 * ``retryable``: whether repeating the same call is safe and may succeed. Every checkpointd RPC is
-  idempotent, so a call that failed with UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED or an overloaded
-  RESOURCE_EXHAUSTED can be repeated even when it is unknown whether the first attempt committed.
+  idempotent, so a call that failed with UNAVAILABLE, DEADLINE_EXCEEDED or ABORTED can be repeated
+  even when it is unknown whether the first attempt committed. RESOURCE_EXHAUSTED is retryable
+  only when the server marked it so (overload, not a message over the size limit).
+* ``retry_safe``: the server marked this status as safe to retry (trailing metadata
+  ``checkpointd-retry-safe: true``, see :data:`RETRY_SAFE_TRAILER`).
 * ``retry_after``: the server's pushback in seconds (trailer ``grpc-retry-pushback-ms``), if any.
 
 The classes also derive from the closest built-in exception (``ValueError``, ``ConnectionError``,
@@ -22,6 +25,7 @@ from typing import Any
 import grpc
 
 __all__ = [
+    "RETRY_SAFE_TRAILER",
     "CheckpointdError",
     "InvalidArgumentError",
     "UnauthenticatedError",
@@ -34,7 +38,13 @@ __all__ = [
     "InternalError",
     "UnexpectedStatusError",
     "error_from_rpc_error",
+    "is_marked_retry_safe",
+    "pushback_ms",
 ]
+
+#: Trailing metadata key with which checkpointd marks a failed status as safe to retry (value "true").
+RETRY_SAFE_TRAILER = "checkpointd-retry-safe"
+_PUSHBACK_TRAILER = "grpc-retry-pushback-ms"
 
 
 class CheckpointdError(Exception):
@@ -51,27 +61,29 @@ class CheckpointdError(Exception):
         *,
         retryable: bool | None = None,
         retry_after: float | None = None,
+        retry_safe: bool = False,
     ) -> None:
         self.method = method
         self.code = code
         self.details = details
         self.retryable = self.retryable_default if retryable is None else retryable
         self.retry_after = retry_after
+        self.retry_safe = retry_safe
         code_name = code.name if code is not None else "UNKNOWN"
         advice = "safe to retry" if self.retryable else "retrying the same call will not help"
-        if retry_after is not None:
+        if retry_after is not None and self.retryable:
             advice += f" after {retry_after:.3f}s"
         super().__init__(f"checkpointd {method} failed: {code_name}: {details} ({advice})")
 
     def __reduce__(self) -> tuple[Any, ...]:  # keep exceptions picklable
         return (
             _rebuild,
-            (type(self), self.method, self.code, self.details, self.retryable, self.retry_after),
+            (type(self), self.method, self.code, self.details, self.retryable, self.retry_after, self.retry_safe),
         )
 
 
-def _rebuild(cls: type[CheckpointdError], method, code, details, retryable, retry_after):
-    return cls(method, code, details, retryable=retryable, retry_after=retry_after)
+def _rebuild(cls: type[CheckpointdError], method, code, details, retryable, retry_after, retry_safe=False):
+    return cls(method, code, details, retryable=retryable, retry_after=retry_after, retry_safe=retry_safe)
 
 
 class InvalidArgumentError(CheckpointdError, ValueError):
@@ -87,8 +99,8 @@ class PermissionDeniedError(CheckpointdError, PermissionError):
 
 
 class ResourceExhaustedError(CheckpointdError):
-    """RESOURCE_EXHAUSTED: a message over the size limit (not retryable), or the server's pool is
-    saturated (retryable with backoff; ``retry_after`` may say when)."""
+    """RESOURCE_EXHAUSTED: a message over the size limit (not retryable), or the server is
+    overloaded (marked retry-safe by the server; ``retry_after`` may say when)."""
 
 
 class FailedPreconditionError(CheckpointdError):
@@ -134,19 +146,43 @@ _BY_CODE: dict[grpc.StatusCode, type[CheckpointdError]] = {
 }
 
 
-def _pushback_seconds(err: Any) -> float | None:
+def _trailers(err: Any) -> tuple[tuple[str, Any], ...]:
+    """The trailing metadata of a failed call (sync or aio), or () when it has none."""
     try:
-        trailers = err.trailing_metadata() or ()
+        return tuple(err.trailing_metadata() or ())
     except Exception:  # noqa: BLE001 - a failed call may have no trailers at all
-        return None
-    for key, value in trailers:
-        if key == "grpc-retry-pushback-ms":
-            try:
-                ms = int(value)
-            except (TypeError, ValueError):
-                return None
-            return ms / 1000.0 if ms >= 0 else None
+        return ()
+
+
+def _trailer(err: Any, key: str) -> Any:
+    for k, value in _trailers(err):
+        if k == key:
+            return value
     return None
+
+
+def is_marked_retry_safe(err: Any) -> bool:
+    """Whether the server marked this failed call as safe to retry (``checkpointd-retry-safe: true``)."""
+    value = _trailer(err, RETRY_SAFE_TRAILER)
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return isinstance(value, str) and value.strip().lower() == "true"
+
+
+def pushback_ms(err: Any) -> int | None:
+    """The server's ``grpc-retry-pushback-ms`` (may be negative: "do not retry"), or None."""
+    value = _trailer(err, _PUSHBACK_TRAILER)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1  # malformed pushback: gRFC A6 says not to retry
+
+
+def _pushback_seconds(err: Any) -> float | None:
+    ms = pushback_ms(err)
+    return ms / 1000.0 if ms is not None and ms >= 0 else None
 
 
 def error_from_rpc_error(err: grpc.RpcError, method: str) -> CheckpointdError:
@@ -160,11 +196,18 @@ def error_from_rpc_error(err: grpc.RpcError, method: str) -> CheckpointdError:
     except Exception:  # noqa: BLE001
         details = str(err)
     cls = _BY_CODE.get(code, UnexpectedStatusError) if code is not None else UnexpectedStatusError
-    retry_after = _pushback_seconds(err)
+    retry_safe = is_marked_retry_safe(err)
     retryable = None
     if cls is ResourceExhaustedError:
-        # Overload (the server's pool is saturated) is retryable; an oversized message is not.
-        lowered = details.lower()
-        too_large = "larger than" in lowered or "too large" in lowered or "size limit" in lowered
-        retryable = retry_after is not None or not too_large
-    return cls(method, code, details or "(no details)", retryable=retryable, retry_after=retry_after)
+        # Overload is marked retry-safe by the server; a message over the size limit is not.
+        retryable = retry_safe
+    elif retry_safe:
+        retryable = True
+    return cls(
+        method,
+        code,
+        details or "(no details)",
+        retryable=retryable,
+        retry_after=_pushback_seconds(err),
+        retry_safe=retry_safe,
+    )

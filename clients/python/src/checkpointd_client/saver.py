@@ -10,13 +10,16 @@ A drop-in replacement for ``AsyncPostgresSaver`` / ``PostgresSaver`` (langgraph-
   JSON, stores everything else as blobs (only for channels in ``new_versions``), and replaces a
   ``_DeltaSnapshot`` by the inline marker ``true`` with the snapshot in a blob;
 * metadata goes through ``get_serializable_checkpoint_metadata``;
-* ``get_next_version`` is the Postgres saver's formula, computed locally;
+* ``get_next_version`` is the Postgres saver's formula, computed locally, except that an integer
+  version (written by LangGraph.js) is continued as an integer;
 * reads overlay blobs on inline values, skip ``"empty"`` blobs, return pending writes in
   ``writes_sort_key`` order, and fold a legacy (v < 4) checkpoint's pending sends into
   ``channel_values["__pregel_tasks"]``.
 
-Every method is implemented natively twice: sync over a ``grpc`` channel (usable from any thread,
-including one running an event loop) and async over ``grpc.aio``.
+Every method is implemented natively twice: sync over a ``grpc`` channel and async over
+``grpc.aio``. As with ``AsyncPostgresSaver``, a sync method called on the thread of a running event
+loop raises ``asyncio.InvalidStateError`` (it would block the loop) unless the saver was created
+with ``allow_sync_on_event_loop=True``.
 """
 
 from __future__ import annotations
@@ -48,8 +51,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.types import TASKS, _DeltaSnapshot
 
-from checkpointd_client.client import CheckpointdClient
-from checkpointd_client.client import pb
+from checkpointd_client.client import CheckpointdClient, check_target, pb, sync_call_on_event_loop_error
 from checkpointd_client.errors import FailedPreconditionError, InvalidArgumentError
 
 __all__ = ["GrpcCheckpointSaver"]
@@ -60,6 +62,14 @@ PRUNE_STRATEGIES = {
 }
 _UINT32_MAX = 2**32 - 1
 _T = TypeVar("_T")
+
+
+def _on_event_loop_thread() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class _Ready:
@@ -181,6 +191,45 @@ class _LastSizes:
                 del sizes[next(iter(sizes))]
 
 
+class _SaverContext:
+    """What ``GrpcCheckpointSaver.from_conn_string`` returns: a context manager for ``with`` and
+    for ``async with`` that creates the saver on entry and closes its channels on exit."""
+
+    __slots__ = ("_factory", "_target", "_options", "_saver")
+
+    def __init__(self, factory: type[GrpcCheckpointSaver], target: str, options: dict[str, Any]) -> None:
+        self._factory = factory
+        self._target = target
+        self._options = options
+        self._saver: GrpcCheckpointSaver | None = None
+
+    def _open(self) -> GrpcCheckpointSaver:
+        if self._saver is not None:
+            raise RuntimeError("this from_conn_string(...) context is already in use; call it again")
+        self._saver = self._factory(self._target, **self._options)
+        return self._saver
+
+    def _taken(self) -> GrpcCheckpointSaver | None:
+        saver, self._saver = self._saver, None
+        return saver
+
+    def __enter__(self) -> GrpcCheckpointSaver:
+        return self._open()
+
+    def __exit__(self, *exc: object) -> None:
+        saver = self._taken()
+        if saver is not None:
+            saver.close()
+
+    async def __aenter__(self) -> GrpcCheckpointSaver:
+        return self._open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        saver = self._taken()
+        if saver is not None:
+            await saver.aclose()
+
+
 class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
     """A LangGraph checkpointer that stores checkpoints in checkpointd over gRPC.
 
@@ -190,9 +239,15 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
         client: an existing :class:`CheckpointdClient` to use instead of ``target`` (not closed by
             ``close()`` unless ``owns_client=True``).
         **client_options: channel options for the :class:`CheckpointdClient` (``timeout``,
-            ``tls``, ``token``, ``compression``, ``retry``, ``max_message_size``...).
+            ``tls``, ``token``, ``compression``, ``retry``, ``load_balancing``,
+            ``allow_sync_on_event_loop``...).
 
-    Use it as a context manager (``with`` / ``async with``) or call ``close()`` / ``aclose()``.
+    Use ``GrpcCheckpointSaver.from_conn_string(target, **options)`` (``async with`` or ``with``),
+    use the saver itself as a context manager, or call ``close()`` / ``aclose()``.
+
+    ``with_allowlist`` (which LangGraph calls when a graph is compiled) returns a clone that
+    shares this saver's channels without owning them: closing the clone leaves them open, closing
+    this saver closes them for both.
     """
 
     inline_serde_max_bytes: int = 32 * 1024
@@ -224,6 +279,33 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
         # a channel's writes are often much smaller than its value (e.g. one message vs the list).
         self._blob_sizes = _LastSizes()
         self._write_sizes = _LastSizes()
+
+    @classmethod
+    def from_conn_string(cls, target: str, **options: Any) -> _SaverContext:
+        """A saver for the checkpointd server at ``target``, as a context manager that closes its
+        channels on exit; the counterpart of ``AsyncPostgresSaver.from_conn_string`` (use
+        ``async with``) and ``PostgresSaver.from_conn_string`` (use ``with``)::
+
+            async with GrpcCheckpointSaver.from_conn_string("checkpointd:50051") as checkpointer:
+                graph = builder.compile(checkpointer=checkpointer)
+
+        ``options`` are the constructor's: ``serde`` and the :class:`CheckpointdClient` options.
+        """
+        check_target(target)
+        return _SaverContext(cls, target, options)
+
+    def __copy__(self) -> GrpcCheckpointSaver:
+        """A shallow clone (``with_allowlist``) that borrows the channels: closing it keeps them open."""
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone._owns_client = False
+        return clone
+
+    def _check_sync(self, example: str) -> None:
+        """Refuse a blocking call on an event loop's thread (see the module docstring)."""
+        client = self.client
+        if not client.allow_sync_on_event_loop and _on_event_loop_thread():
+            raise sync_call_on_event_loop_error(type(self).__name__, f"await checkpointer.{example}(...)")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -259,11 +341,15 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
 
     # ------------------------------------------------------------------ LangGraph logic (shared)
 
-    def get_next_version(self, current: str | None, channel: None) -> str:
+    def get_next_version(self, current: str | int | None, channel: None) -> str | int:  # type: ignore[override]
+        """The Postgres saver's next version (``"<32-digit counter>.<random>"``), except that an
+        integer version, as LangGraph.js writes, continues as an integer (``current + 1``): LangGraph
+        compares the versions of a thread with each other, and a str cannot be compared with an int.
+        """
+        if isinstance(current, int) and not isinstance(current, bool):
+            return current + 1
         if current is None:
             current_v = 0
-        elif isinstance(current, int):
-            current_v = current
         else:
             current_v = int(current.split(".")[0])
         next_v = current_v + 1
@@ -539,6 +625,16 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
             pending_writes,
         )
 
+    def _learn_sizes(self, t: pb.CheckpointTuple) -> None:
+        """Remember the serialized sizes of a read checkpoint's blobs and pending writes, so that
+        the next async write of those channels knows where to serialize before its first dump."""
+        thread_id, checkpoint_ns = t.config.thread_id, t.config.checkpoint_ns
+        for blob in t.channel_values:
+            if blob.value.type != "empty":
+                self._blob_sizes.record((thread_id, checkpoint_ns, blob.channel), len(blob.value.data))
+        for write in t.pending_writes:
+            self._write_sizes.record((thread_id, checkpoint_ns, write.channel), len(write.value.data))
+
     def _load_tuple(self, t: pb.CheckpointTuple, fold_sends: bool = True) -> CheckpointTuple:
         return self._make_tuple(self._row(t, fold_sends))
 
@@ -635,6 +731,7 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
+        self._check_sync("aget_delta_channel_history")
         if not channels:
             return {}
         steps = self._delta_history(config, channels)
@@ -719,12 +816,14 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
     # ------------------------------------------------------------------ sync API
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        self._check_sync("aget_tuple")
         req = self._get_request(config)
         if req is None:
             return None
         resp = self.client.get_tuple(req)
         if not resp.HasField("tuple"):
             return None
+        self._learn_sizes(resp.tuple)
         return self._load_tuple(resp.tuple)
 
     def list(
@@ -735,6 +834,7 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
+        self._check_sync("alist")
         req = self._list_request(config, filter, before, limit)
         if req is None:
             return
@@ -749,6 +849,7 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        self._check_sync("aput")
         thread_id, ns, parent, copy, blob_values, blob_versions, next_config = self._split_put(
             config, checkpoint, new_versions
         )
@@ -763,6 +864,7 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
+        self._check_sync("aput_writes")
         all(w[0] in WRITES_IDX_MAP for w in writes)  # as the Postgres saver: each write is a pair
         params = self._dump_writes(writes)
         req = self._writes_request(config, task_id, task_path, params)
@@ -770,19 +872,23 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
             self.client.put_writes(req)
 
     def delete_thread(self, thread_id: str) -> None:
+        self._check_sync("adelete_thread")
         self.client.delete_thread(pb.DeleteThreadRequest(thread_id=str(thread_id)))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._check_sync("adelete_for_runs")
         ids = self._run_ids(run_ids)
         if ids:
             self.client.delete_for_runs(pb.DeleteForRunsRequest(run_ids=ids))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._check_sync("acopy_thread")
         self.client.copy_thread(
             pb.CopyThreadRequest(source_thread_id=str(source_thread_id), target_thread_id=str(target_thread_id))
         )
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        self._check_sync("aprune")
         req = self._prune_request(thread_ids, strategy)
         if req is None:
             return
@@ -800,6 +906,7 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
         resp = await self.client.aget_tuple(req)
         if not resp.HasField("tuple"):
             return None
+        self._learn_sizes(resp.tuple)
         return await self._aload_tuple(resp.tuple)
 
     async def alist(
