@@ -184,9 +184,12 @@ impl Application {
         reporter: HealthReporter,
         health: tonic_health::pb::health_server::HealthServer<H>,
     ) {
+        if !self.config.migrate_on_start {
+            self.store.set_schema_ready();
+        }
         let readiness = Readiness {
             reporter,
-            pool: self.store.pool().clone(),
+            store: self.store.clone(),
             migrate: self.config.migrate_on_start,
             database_up: self.database_up.clone(),
             stop: self.background.clone(),
@@ -266,7 +269,7 @@ async fn grace_expired(draining: Arc<Notify>, grace: Duration) {
 /// Keeps the health status of the checkpoint service equal to "migrated and reachable".
 struct Readiness {
     reporter: HealthReporter,
-    pool: Arc<Pool>,
+    store: Arc<Store>,
     migrate: bool,
     database_up: watch::Receiver<bool>,
     stop: CancellationToken,
@@ -296,9 +299,10 @@ impl Readiness {
         let mut backoff = Duration::from_millis(100);
         loop {
             if *self.database_up.borrow() {
-                match migrations::run(&self.pool).await {
+                match migrations::run(self.store.pool()).await {
                     Ok(report) => {
                         tracing::info!(applied = ?report.applied, version = report.version, "schema is current");
+                        self.store.set_schema_ready();
                         return true;
                     }
                     Err(e) => tracing::error!(error = %e, "migration failed; retrying"),

@@ -85,6 +85,7 @@ impl Store {
             },
             database_up,
             stats: stats::CallStats::default(),
+            schema_ready: std::sync::atomic::AtomicBool::new(false),
         };
         Self {
             runner: Arc::new(runner),
@@ -92,6 +93,13 @@ impl Store {
             list_page_size: config.list_page_size.max(1),
             default_deadline: config.default_deadline,
         }
+    }
+
+    /// Lets calls reach the database: the schema is migrated (or is someone else's to migrate).
+    /// Until then every call fails at once with UNAVAILABLE, which clients retry, instead of
+    /// reaching tables that do not exist yet.
+    pub fn set_schema_ready(&self) {
+        self.runner.schema_ready.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// The pool, for diagnostics.

@@ -5,6 +5,7 @@
 //! that is what lets an ambiguous commit be retried.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use diesel::result::{DatabaseErrorInformation, DatabaseErrorKind, Error as DieselError};
@@ -40,6 +41,8 @@ pub(crate) struct Runner {
     pub(crate) limits: TransactionLimits,
     pub(crate) database_up: watch::Receiver<bool>,
     pub(crate) stats: CallStats,
+    /// False until the schema is migrated: calls fail at once as the server being unavailable.
+    pub(crate) schema_ready: AtomicBool,
 }
 
 impl Runner {
@@ -51,6 +54,9 @@ impl Runner {
 
     /// Runs `attempts` through the retry loop with this runner's policy, budget and pool.
     pub(crate) async fn retry<A: Attempts>(&self, attempts: &mut A) -> Result<A::Output, LoopError> {
+        if !self.schema_ready.load(Ordering::Acquire) {
+            return Err(LoopError::Failed { failure: schema_not_ready(), attempts: 0 });
+        }
         let database_up = || self.database_is_up();
         let on_attempt = |class| {
             self.pool.record_attempt(class);
@@ -227,6 +233,15 @@ async fn transaction<O: Operation>(
             let session_unknown = conn.batch_execute("ROLLBACK").await.is_err();
             Err(TransactionFailure { phase: Phase::Statement, error, session_unknown })
         }
+    }
+}
+
+fn schema_not_ready() -> AttemptFailure {
+    AttemptFailure {
+        class: ErrorClass::ServerUnavailable,
+        phase: Phase::Checkout,
+        detail: "the database schema is still being migrated".into(),
+        sqlstate: None,
     }
 }
 

@@ -127,3 +127,20 @@ async fn responses_are_compressed_only_when_configured() {
         assert_eq!(encoding, expected, "configured {configured:?}");
     }
 }
+
+/// Until the schema is migrated, calls fail at once with UNAVAILABLE marked safe to retry (never
+/// INTERNAL from tables that do not exist yet), and succeed once migrations finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_before_the_schema_is_migrated_are_unavailable_and_safe_to_retry() {
+    let db = TestDb::create().await;
+    let holder = db.client().await;
+    // The advisory lock migrations take, so they wait.
+    holder.batch_execute("SELECT pg_advisory_lock(27984153428191591)").await.expect("hold the migration lock");
+    let app = start(test_config(&db.url), db).await;
+    let status = app.client.clone().put(put("t", "", "c1", None)).await.expect_err("not migrated yet");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(status.metadata().get("checkpointd-retry-safe").and_then(|v| v.to_str().ok()), Some("true"));
+    holder.batch_execute("SELECT pg_advisory_unlock(27984153428191591)").await.expect("release");
+    wait_until_serving(app.addr).await;
+    app.client.clone().put(put("t", "", "c1", None)).await.expect("served once migrated");
+}
