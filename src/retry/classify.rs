@@ -443,21 +443,6 @@ mod tests {
     }
 
     #[test]
-    fn retryable_classes_are_exactly_the_transient_ones() {
-        let retryable: Vec<_> = ErrorClass::ALL.into_iter().filter(|c| c.is_retryable()).collect();
-        assert_eq!(
-            retryable,
-            [ConnectionLost, AmbiguousCommit, PoolerBackendLost, ServerUnavailable, Contention, Overloaded]
-        );
-    }
-
-    #[test]
-    fn only_path_failures_suggest_pool_recreation() {
-        let recreate: Vec<_> = ErrorClass::ALL.into_iter().filter(|c| c.suggests_pool_recreation()).collect();
-        assert_eq!(recreate, [ConnectionLost, AmbiguousCommit, PoolerBackendLost, ServerUnavailable]);
-    }
-
-    #[test]
     fn class_names_are_unique_snake_case() {
         let names: std::collections::HashSet<_> = ErrorClass::ALL.iter().map(|c| c.as_str()).collect();
         assert_eq!(names.len(), ErrorClass::ALL.len());

@@ -158,6 +158,18 @@ async fn prune_keep_latest_refuses_delta_channel_threads_and_changes_nothing() {
 #[tokio::test]
 async fn prune_of_nothing_is_a_no_op() {
     let mut app = spawn_app().await;
-    app.client.prune(pb::PruneRequest { thread_ids: vec![], strategy: 1 }).await.expect("empty");
-    app.client.prune(pb::PruneRequest { thread_ids: vec!["missing".into()], strategy: 1 }).await.expect("missing");
+    for (id, parent) in [("c1", None), ("c2", Some("c1"))] {
+        let mut request = put("kept", "", id, parent);
+        request.blobs = vec![blob("b", id, id.as_bytes())];
+        app.client.put(request).await.expect("put");
+    }
+    let rows = "SELECT (SELECT count(*) FROM checkpoints) || '/' || (SELECT count(*) FROM checkpoint_blobs)";
+    let before: String = app.sql().await.query_one(rows, &[]).await.expect("rows").get(0);
+    assert_eq!(before, "2/2");
+    for strategy in [1, 2] {
+        app.client.prune(pb::PruneRequest { thread_ids: vec![], strategy }).await.expect("empty");
+        app.client.prune(pb::PruneRequest { thread_ids: vec!["missing".into()], strategy }).await.expect("missing");
+    }
+    let after: String = app.sql().await.query_one(rows, &[]).await.expect("rows").get(0);
+    assert_eq!(after, before, "no other thread's rows were touched");
 }

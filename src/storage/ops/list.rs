@@ -211,8 +211,8 @@ mod tests {
 
     #[test]
     fn an_empty_filter_is_no_filter() {
-        let filter = crate::domain::JsonDocument::parse(b"{}".to_vec(), 8).ok();
-        let query = ListQuery { filter, ..Default::default() };
+        let filter = crate::domain::JsonDocument::parse(b"{}".to_vec(), 8).expect("an empty object");
+        let query = ListQuery { filter: Some(filter), ..Default::default() };
         assert!(!page_sql(&query, None).contains("@>"));
     }
 }
