@@ -156,11 +156,12 @@ async fn a_client_trusting_the_ca_is_served_over_tls_and_plaintext_is_refused() 
     assert_refused_by_the_transport(&refused);
 }
 
-/// The call never reached a service: the connection itself was refused (no gRPC status came
-/// back from the server, only a transport error).
+/// The call never reached a service: the connection itself was refused, so no gRPC status came
+/// back from the server, only a transport error (which code the client then reports depends on
+/// where the connection broke: a reset, a broken pipe, or an HTTP/2 error).
 fn assert_refused_by_the_transport(status: &tonic::Status) {
     let transport = std::error::Error::source(status).is_some_and(|e| e.is::<tonic::transport::Error>());
-    assert!(transport && matches!(status.code(), Code::Unknown | Code::Unavailable), "{status:?}");
+    assert!(transport, "refused by the transport, not by a service: {status:?}");
 }
 
 async fn channel_to(addr: SocketAddr) -> Channel {

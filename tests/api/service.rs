@@ -144,3 +144,43 @@ async fn calls_before_the_schema_is_migrated_are_unavailable_and_safe_to_retry()
     wait_until_serving(app.addr).await;
     app.client.clone().put(put("t", "", "c1", None)).await.expect("served once migrated");
 }
+
+/// A call that waited for a pooled connection gets only what is left of its deadline for the
+/// transaction: its statement leaves the database when its caller's deadline passes, not a whole
+/// deadline after the checkout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transaction_gets_only_what_is_left_of_the_deadline_after_the_checkout() {
+    let app = spawn_app_with(|c| {
+        c.pool.max_size = 1;
+        c.storage.put_coalescing = None;
+    })
+    .await;
+    let sql = app.sql().await;
+    sql.batch_execute("BEGIN; LOCK TABLE checkpoints IN ACCESS EXCLUSIVE MODE").await.expect("lock");
+    let waiting_on_the_lock =
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()";
+    // The first call holds the only connection, blocked on the lock, until its deadline.
+    let mut first = tonic::Request::new(put("a", "", "c1", None));
+    first.set_timeout(Duration::from_millis(1500));
+    let mut client = app.client.clone();
+    let holder = tokio::spawn(async move { client.put(first).await });
+    eventually(Duration::from_secs(10), "the first call to wait on the lock", || async {
+        sql.query_one(waiting_on_the_lock, &[]).await.expect("activity").get::<_, i64>(0) == 1
+    })
+    .await;
+    // The second waits for that connection, gets it when the first gives up, then blocks too.
+    let deadline = Duration::from_millis(2500);
+    let mut second = tonic::Request::new(put("b", "", "c1", None));
+    second.set_timeout(deadline);
+    let started = tokio::time::Instant::now();
+    let status = app.client.clone().put(second).await.expect_err("blocked by the lock");
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+    assert_eq!(holder.await.expect("first").expect_err("blocked").code(), tonic::Code::DeadlineExceeded);
+    eventually(Duration::from_secs(10), "the second call's statement to leave the database", || async {
+        sql.query_one(waiting_on_the_lock, &[]).await.expect("activity").get::<_, i64>(0) == 0
+    })
+    .await;
+    let gone_after = started.elapsed();
+    sql.batch_execute("ROLLBACK").await.expect("unlock");
+    assert!(gone_after < deadline + Duration::from_millis(700), "the statement outlived its caller: {gone_after:?}");
+}
