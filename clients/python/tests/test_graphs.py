@@ -7,7 +7,7 @@ import pytest
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
-from checkpointd_client import GrpcCheckpointSaver
+from checkpointd_client import GrpcCheckpointSaver, InvalidArgumentError
 from graph_scenarios import SCENARIOS
 
 
@@ -65,7 +65,8 @@ async def test_copy_thread_and_delete_for_runs_on_graph_threads(server, mode: st
             return Canon()([(s.values, s.next, s.metadata, s.tasks, s.config["configurable"]["checkpoint_id"]) for s in history])
 
         assert strip(copied) == strip(full_history)
-        with pytest.raises(Exception):
+        # Copying a thread onto itself is refused by the server's validation, naming the field.
+        with pytest.raises(InvalidArgumentError, match="target_thread_id must differ from source_thread_id"):
             if is_async:
                 await saver.acopy_thread(source, source)
             else:

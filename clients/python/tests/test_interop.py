@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from typing import Any
 
+import psycopg
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.types import Command
 
@@ -64,13 +65,41 @@ async def _graph_view(saver: Any, threads: dict[str, str]) -> dict[str, Any]:
     return view
 
 
+#: Pending writes per checkpoint, newest checkpoint first, that `_write_threads` leaves in each
+#: thread (all namespaces). The same under either saver; a count that drops means writes were lost.
+EXPECTED_PENDING_WRITES = {
+    "hitl": [1, 2, 2],  # the interrupt, then each step's update and branch
+    "sub": [1, 2, 2, 1, 2, 2],  # the subgraph's three checkpoints, then the parent's three
+    "fan": [0, 1, 6, 4, 3],  # the finished run's last checkpoint has none; the fan-out step has six
+    "travel": [0, 1, 2, 0, 1, 2, 2, 2],  # the forked run, then the original run
+}
+
+
+def _pending_write_counts(thread: dict[str, Any]) -> list[int]:
+    return [len(t.pending_writes or []) for t in thread["list_all_namespaces"]]
+
+
+def _schema_state(url: str) -> dict[str, list]:
+    """The migration versions recorded and the indexes that exist (with their definitions)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        versions = [row[0] for row in conn.execute("SELECT v FROM checkpoint_migrations ORDER BY v")]
+        indexes = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"
+        ).fetchall()
+    return {"versions": versions, "indexes": indexes}
+
+
 def _sync_read(saver: GrpcCheckpointSaver, thread_id: str) -> list[Any]:
     return list(saver.list({"configurable": {"thread_id": thread_id}}))
 
 
 async def test_postgres_saver_threads_read_back_through_grpc(server) -> None:
     async with AsyncPostgresSaver.from_conn_string(server.database_url) as pg:
+        before = _schema_state(server.database_url)
+        # checkpointd migrated this database when it started: LangGraph's versions and its own index.
+        assert before["versions"] and "checkpointd_checkpoints_run_id_idx" in {name for name, _ in before["indexes"]}
         await pg.setup()  # the server migrated already: this must be a no-op
+        assert _schema_state(server.database_url) == before
         threads = await _write_threads(pg)
         want = {k: await _read_thread(pg, t) for k, t in threads.items()}
         want_view = await _graph_view(pg, threads)
@@ -78,7 +107,7 @@ async def test_postgres_saver_threads_read_back_through_grpc(server) -> None:
         got = {k: await _read_thread(grpc_saver, t) for k, t in threads.items()}
         for key in threads:
             assert got[key] == want[key], key
-            assert any(t.pending_writes for t in got[key]["list_all_namespaces"]) or key in ("fan", "travel")
+            assert _pending_write_counts(got[key]) == EXPECTED_PENDING_WRITES[key], key
         assert await _graph_view(grpc_saver, threads) == want_view
         # The sync API from a worker thread (on the loop's own thread it raises InvalidStateError).
         assert await asyncio.to_thread(_sync_read, grpc_saver, threads["sub"]) == want["sub"]["list_all_namespaces"]
@@ -98,6 +127,7 @@ async def test_grpc_saver_threads_read_back_through_postgres_saver(server) -> No
         got = {k: await _read_thread(pg, t) for k, t in threads.items()}
         for key in threads:
             assert got[key] == want[key], key
+            assert _pending_write_counts(got[key]) == EXPECTED_PENDING_WRITES[key], key
         assert await _graph_view(pg, threads) == want_view
         out = await _hitl_graph(pg).ainvoke(Command(resume="linus"), {"configurable": {"thread_id": threads["hitl"]}})
         assert out["log"] == ["step1", "ask", "hello linus"]

@@ -25,7 +25,7 @@ import {
   type diagnosticsProto,
 } from "../src/index.js";
 import { FakeServer, serviceError } from "./fake-server.js";
-import { PACKAGE_ROOT, closePools, dropDatabase, freePort, startServerWithDatabase, type ScratchDb, type Server } from "./harness.js";
+import { PACKAGE_ROOT, REPO_ROOT, closePools, dropDatabase, freePort, startServerWithDatabase, type ScratchDb, type Server } from "./harness.js";
 
 const tls = (f: string) => readFileSync(path.join(PACKAGE_ROOT, "test", "fixtures", "tls", f));
 const tuple = (checkpointId: string) =>
@@ -132,12 +132,24 @@ describe("CheckpointdClient against a fake server", () => {
     client = new CheckpointdClient(fake.target, { retry: null });
     const overloaded = (await client.put({}).catch((e: unknown) => e)) as ResourceExhaustedError;
     expect(overloaded).toBeInstanceOf(ResourceExhaustedError);
+    expect(overloaded).toMatchObject({ method: "Put", codeName: "RESOURCE_EXHAUSTED", details: "pool saturated" });
     expect(overloaded.retryable).toBe(true);
     expect(overloaded.retryAfterMs).toBe(250);
     const tooLarge = (await client.putWrites({}).catch((e: unknown) => e)) as ResourceExhaustedError;
-    expect(tooLarge.retryable).toBe(false);
-    await expect(client.deleteThread({ threadId: "t" })).rejects.toBeInstanceOf(UnauthenticatedError);
-    await expect(client.copyThread({})).rejects.toBeInstanceOf(UnexpectedStatusError); // UNIMPLEMENTED
+    expect(tooLarge).toBeInstanceOf(ResourceExhaustedError);
+    expect(tooLarge).toMatchObject({ method: "PutWrites", details: "message larger than the size limit", retryable: false });
+    const unauthenticated = await client.deleteThread({ threadId: "t" }).catch((e: unknown) => e);
+    expect(unauthenticated).toBeInstanceOf(UnauthenticatedError);
+    expect(unauthenticated).toMatchObject({ codeName: "UNAUTHENTICATED", details: "missing bearer token", retryable: false });
+    // The fake has no CopyThread: any other status surfaces as UnexpectedStatusError with its code.
+    const unimplemented = await client.copyThread({}).catch((e: unknown) => e);
+    expect(unimplemented).toBeInstanceOf(UnexpectedStatusError);
+    expect(unimplemented).toMatchObject({
+      method: "CopyThread",
+      codeName: "UNIMPLEMENTED",
+      details: "fake: copyThread not implemented",
+      retryable: false,
+    });
   });
 
   it("cancels a call with an AbortSignal", async () => {
@@ -389,8 +401,12 @@ describe("CheckpointdClient options", () => {
     expect(JSON.parse(String(rr.channelOptions["grpc.service_config"]))).toEqual({ loadBalancingConfig: [{ round_robin: {} }] });
     expect(rr.channelOptions["grpc.max_reconnect_backoff_ms"]).toBe(500);
     rr.close();
-    expect(() => new CheckpointdClient("127.0.0.1:1", { retry: { maxAttempts: 11 } })).toThrow(RangeError);
-    expect(() => new CheckpointdClient("127.0.0.1:1", { retry: { statusCodes: [] } })).toThrow(RangeError);
+    const tooManyAttempts = () => new CheckpointdClient("127.0.0.1:1", { retry: { maxAttempts: 11 } });
+    expect(tooManyAttempts).toThrow(RangeError);
+    expect(tooManyAttempts).toThrow("retry.maxAttempts must be an integer between 2 and 10");
+    const noStatusCodes = () => new CheckpointdClient("127.0.0.1:1", { retry: { statusCodes: [] } });
+    expect(noStatusCodes).toThrow(RangeError);
+    expect(noStatusCodes).toThrow("retry.statusCodes must not be empty");
     expect(() => new CheckpointdClient("127.0.0.1:1", { waitForReady: true, timeoutMs: null })).toThrow(/waitForReady needs a deadline/);
     expect(() => new CheckpointdClient("")).toThrow(TypeError);
     expect(() => new GrpcCheckpointSaver({})).toThrow(TypeError);
@@ -548,26 +564,23 @@ describe("CheckpointdClient against checkpointd", () => {
   it("rejects malformed requests with INVALID_ARGUMENT naming the field", async () => {
     const err = (await client.put({ threadId: "", checkpointId: "c", checkpointJson: Buffer.from("{}") }).catch((e: unknown) => e)) as InvalidArgumentError;
     expect(err).toBeInstanceOf(InvalidArgumentError);
-    expect(err.details).toContain("thread_id");
+    expect(err.details).toBe("thread_id must not be empty");
     const bad = (await client
       .put({ threadId: "t", checkpointId: "c", checkpointJson: Buffer.from('{"id": "other"}') })
       .catch((e: unknown) => e)) as InvalidArgumentError;
     expect(bad).toBeInstanceOf(InvalidArgumentError);
-    expect(bad.details).toMatch(/checkpoint_id|id/);
+    expect(bad.details).toBe('checkpoint_json has "id" "other", which differs from checkpoint_id "c"');
     const notJson = (await client
       .put({ threadId: "t", checkpointId: "c", checkpointJson: Buffer.from("{") })
       .catch((e: unknown) => e)) as InvalidArgumentError;
     expect(notJson).toBeInstanceOf(InvalidArgumentError);
-    expect(notJson.details).toContain("checkpoint_json");
+    expect(notJson.details).toMatch(/^checkpoint_json is not valid JSON at byte 1/);
   });
 
-  it("answers the diagnostics service when the server has it", async () => {
-    const res = await client.getStatus().catch((e: unknown) => e);
-    if (res instanceof UnexpectedStatusError) {
-      // Servers built before DiagnosticsService answer UNIMPLEMENTED, which the client reports as such.
-      expect(res.codeName).toBe("UNIMPLEMENTED");
-    } else {
-      expect(res).toMatchObject({ databaseReachable: true });
-    }
+  it("answers the diagnostics service with its version, a reachable database and its pool", async () => {
+    const cargoVersion = /^version = "([^"]+)"/m.exec(readFileSync(path.join(REPO_ROOT, "Cargo.toml"), "utf8"))![1];
+    const st = await client.getStatus();
+    expect(st).toMatchObject({ version: cargoVersion, databaseReachable: true });
+    expect(st.pool?.maxSize).toBeGreaterThan(0);
   });
 });

@@ -265,9 +265,9 @@ describe("GrpcCheckpointSaver", () => {
       .put({ configurable: { thread_id: "nul" } }, emptyCheckpoint(), meta({ note: "a\u0000b" }), {})
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InvalidArgumentError);
-    expect((err as InvalidArgumentError).details).toMatch(/metadata/);
+    expect((err as InvalidArgumentError).details).toMatch(/^metadata_json contains a NUL character \(\\u0000\) at byte \d+, which PostgreSQL cannot store$/);
     // PostgresSaver fails on the same input too (PostgreSQL rejects \u0000 in JSONB).
-    await expect(pgSaver.put({ configurable: { thread_id: "nul" } }, emptyCheckpoint(), meta({ note: "a\u0000b" }), {})).rejects.toThrow();
+    await expect(pgSaver.put({ configurable: { thread_id: "nul" } }, emptyCheckpoint(), meta({ note: "a\u0000b" }), {})).rejects.toThrow(/unsupported Unicode escape sequence/);
   });
 
   it("uses integer channel versions, and continues Python's string versions in their format", () => {
