@@ -54,7 +54,10 @@ impl Runner {
 
     /// Runs `attempts` through the retry loop with this runner's policy, budget and pool.
     pub(crate) async fn retry<A: Attempts>(&self, attempts: &mut A) -> Result<A::Output, LoopError> {
-        if !self.schema_ready.load(Ordering::Acquire) {
+        // While migrations run, calls would meet tables that do not exist yet. When the database
+        // is known down, the attempt goes ahead instead, so the caller learns the real cause (a
+        // refused connection, a wrong password).
+        if !self.schema_is_ready() && self.database_is_up() {
             return Err(LoopError::Failed { failure: schema_not_ready(), attempts: 0 });
         }
         let database_up = || self.database_is_up();
@@ -71,6 +74,10 @@ impl Runner {
             jitter: &jitter,
         };
         retry(&context, attempts).await
+    }
+
+    fn schema_is_ready(&self) -> bool {
+        self.schema_ready.load(Ordering::Acquire)
     }
 
     /// The monitor's latest verdict on the database.
@@ -94,6 +101,7 @@ impl Runner {
     ) -> Result<O::Output, AttemptFailure> {
         let span = attempt_span(op, number);
         let outcome = self.attempt(op, deadline).instrument(span.clone()).await;
+        let outcome = outcome.map_err(|failure| self.before_migrations(failure));
         if let Err(failure) = &outcome {
             span.record("error.type", failure.class.as_str());
             span.record("db.retry", failure.class.is_retryable());
@@ -233,6 +241,16 @@ async fn transaction<O: Operation>(
             let session_unknown = conn.batch_execute("ROLLBACK").await.is_err();
             Err(TransactionFailure { phase: Phase::Statement, error, session_unknown })
         }
+    }
+}
+
+impl Runner {
+    /// A missing table before the schema is migrated means "not ready yet", not a broken schema.
+    fn before_migrations(&self, failure: AttemptFailure) -> AttemptFailure {
+        if failure.sqlstate == Some(SqlState::UNDEFINED_TABLE) && !self.schema_is_ready() {
+            return schema_not_ready();
+        }
+        failure
     }
 }
 

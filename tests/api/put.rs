@@ -1,5 +1,7 @@
 //! Put: documents, blobs, parents and atomicity.
 
+use std::time::Duration;
+
 use checkpointd::grpc::pb;
 use serde_json::json;
 
@@ -283,4 +285,56 @@ async fn concurrent_puts_of_the_same_checkpoint_all_succeed() {
     let tuple = get(&mut client, "same", "", Some("c1")).await.expect("stored");
     let step = json(&tuple.metadata_json)["step"].as_i64().expect("a step");
     assert!((0..16).contains(&step), "one writer's metadata is stored: {step}");
+}
+
+/// A Put its caller was told had failed (DEADLINE_EXCEEDED) is never applied afterwards, even
+/// when it shared a batch with a Put whose caller waits longer: the batch runs to its members'
+/// smallest deadline and withdraws the caller that gave up before it tries again. So a
+/// DeleteThread after the failure stays the last word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_reported_as_timed_out_is_never_applied_after_a_later_delete() {
+    let app = spawn_app_with(|c| {
+        if let Some(coalescing) = c.storage.put_coalescing.as_mut() {
+            coalescing.max_transactions = 1;
+        }
+    })
+    .await;
+    let mut client = app.client.clone();
+    for thread in ["x", "b"] {
+        client.put(put(thread, "", "c1", None)).await.expect("existing row");
+    }
+    let (hold_x, hold_b) = (app.sql().await, app.sql().await);
+    hold_x.batch_execute("BEGIN; SELECT 1 FROM checkpoints WHERE thread_id = 'x' FOR UPDATE").await.expect("lock x");
+    hold_b.batch_execute("BEGIN; SELECT 1 FROM checkpoints WHERE thread_id = 'b' FOR UPDATE").await.expect("lock b");
+    let sql = app.sql().await;
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'";
+    let lock_waiters = || async { sql.query_one(waiting, &[]).await.expect("activity").get::<_, i64>(0) };
+    let timed = |thread: &str, deadline: Duration| {
+        let mut request = tonic::Request::new(put(thread, "", "c1", None));
+        request.set_timeout(deadline);
+        let mut client = app.client.clone();
+        tokio::spawn(async move { client.put(request).await.map(drop) })
+    };
+    // The only Put transaction is busy with x; a and b queue behind it.
+    let x = timed("x", Duration::from_secs(20));
+    eventually(Duration::from_secs(10), "x to wait on its row", || async { lock_waiters().await == 1 }).await;
+    let a = timed("a", Duration::from_millis(2000));
+    let b = timed("b", Duration::from_secs(20));
+    eventually(Duration::from_secs(10), "a and b to queue", || async {
+        app.status().await.put_coalescing.is_some_and(|c| c.queued == 2)
+    })
+    .await;
+    // x goes through; a and b then share a batch that waits on b's row past a's deadline.
+    hold_x.batch_execute("COMMIT").await.expect("release x");
+    x.await.expect("x").expect("x stored");
+    eventually(Duration::from_secs(10), "the a+b batch to wait on b's row", || async { lock_waiters().await == 1 })
+        .await;
+    let status = a.await.expect("a").expect_err("a's deadline passes first");
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+    client.delete_thread(pb::DeleteThreadRequest { thread_id: "a".into() }).await.expect("delete a");
+    hold_b.batch_execute("COMMIT").await.expect("release b");
+    b.await.expect("b").expect("b stored once its row is free");
+    let rows: i64 =
+        sql.query_one("SELECT count(*) FROM checkpoints WHERE thread_id = 'a'", &[]).await.expect("count").get(0);
+    assert_eq!(rows, 0, "the Put reported as timed out was applied after the thread was deleted");
 }
