@@ -38,8 +38,8 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] ServerTlsError),
     /// The bearer tokens are unusable.
-    #[error("{0}")]
-    Tokens(String),
+    #[error(transparent)]
+    Tokens(#[from] crate::config::TokenFileError),
 }
 
 impl From<(SocketAddr, std::io::Error)> for StartError {

@@ -70,6 +70,25 @@ pub struct LocalCluster {
     stopped: bool,
 }
 
+/// How `pg_ctl` stops a cluster (its `-m` modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownMode {
+    /// Disconnect clients (terminating their backends with 57P01), then shut down cleanly.
+    Fast,
+    /// Quit at once, as a crash would: crash recovery runs at the next start.
+    Immediate,
+}
+
+impl ShutdownMode {
+    /// The mode's name, as `pg_ctl -m` and reports spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShutdownMode::Fast => "fast",
+            ShutdownMode::Immediate => "immediate",
+        }
+    }
+}
+
 impl LocalCluster {
     /// Creates (if needed) and starts a cluster with trust authentication on 127.0.0.1.
     pub fn start(options: ClusterOptions) -> Result<Self, DevDbError> {
@@ -143,8 +162,9 @@ impl LocalCluster {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
 
-    /// `pg_ctl restart` with the given mode (`fast`, `immediate`).
-    pub fn restart(&mut self, mode: &str) -> Result<(), DevDbError> {
+    /// `pg_ctl restart` with the given mode.
+    pub fn restart(&mut self, mode: ShutdownMode) -> Result<(), DevDbError> {
+        let mode = mode.as_str();
         // With a log file the new postmaster does not inherit (and hold open) our pipes.
         let log = self.data_dir.join("server.log").display().to_string();
         self.pg_ctl(&["restart", "-m", mode, "-w", "-t", "60", "-l", &log, "-o", &self.server_options()])
@@ -154,7 +174,8 @@ impl LocalCluster {
     }
 
     /// `pg_ctl stop` with the given mode.
-    pub fn stop(&mut self, mode: &str) -> Result<(), DevDbError> {
+    pub fn stop(&mut self, mode: ShutdownMode) -> Result<(), DevDbError> {
+        let mode = mode.as_str();
         if self.stopped {
             return Ok(());
         }
@@ -297,7 +318,7 @@ impl LocalCluster {
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
-        if let Err(e) = self.stop("immediate") {
+        if let Err(e) = self.stop(ShutdownMode::Immediate) {
             eprintln!("could not stop the throwaway PostgreSQL: {e}");
         }
     }

@@ -16,8 +16,12 @@ pub trait Reload: Send + Sync {
     /// The files it is built from.
     fn files(&self) -> Vec<PathBuf>;
     /// Rebuilds it from its files.
-    fn reload(&self) -> Result<(), String>;
+    fn reload(&self) -> Result<(), ReloadError>;
 }
+
+/// Why a reload failed: each source's own typed error (a token file's `TokenFileError`, a
+/// certificate's `ServerTlsError`), behind one type so every source can be watched alike.
+pub type ReloadError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A file's identity for change detection: modification time and length.
 type Stamp = Option<(SystemTime, u64)>;

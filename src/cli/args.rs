@@ -9,12 +9,11 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
     AuthConfig, CoalescingConfig, Compression, Config, ConfigError, DatabaseConfig, DatabaseConfigError, DatabaseFlags,
-    LogFormat, PoolConfig, Secret, ServerConfig, ServerTls, SslMode, StorageConfig, TargetSession, parse_tokens,
-    resolve_database,
+    LogFormat, MonitorConfig, PoolConfig, Secret, ServerConfig, ServerTls, SslMode, StorageConfig, TargetSession,
+    parse_tokens, resolve_database,
 };
 use crate::domain::Limits;
 use crate::retry::RetryPolicy;
-use crate::storage::monitor::MonitorConfig;
 use crate::telemetry::LogConfig;
 
 const ENVIRONMENT_HELP: &str = "\

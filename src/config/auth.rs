@@ -34,6 +34,34 @@ pub struct TokenListError {
     pub problem: String,
 }
 
+/// A token file that cannot be used. Names the file, never a token.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    /// The file could not be read.
+    #[error("cannot read the token file {path}: {kind}")]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why (not found, permission denied, …).
+        kind: std::io::ErrorKind,
+    },
+    /// An entry is malformed.
+    #[error("{path}: {error}")]
+    Parse {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Which entry, and what is wrong with it.
+        error: TokenListError,
+    },
+}
+
+/// Reads and parses the token list in `path`.
+pub fn read_token_file(path: &std::path::Path) -> Result<Vec<TokenEntry>, TokenFileError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| TokenFileError::Read { path: path.to_owned(), kind: e.kind() })?;
+    parse_tokens(&text).map_err(|error| TokenFileError::Parse { path: path.to_owned(), error })
+}
+
 /// Parses a token list.
 pub fn parse_tokens(text: &str) -> Result<Vec<TokenEntry>, TokenListError> {
     let entries = text.split(['\n', ';']).map(str::trim).filter(|e| !e.is_empty() && !e.starts_with('#'));

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use auth::{MIN_TOKEN_LENGTH, TokenEntry, TokenListError, parse_tokens};
+pub use auth::{MIN_TOKEN_LENGTH, TokenEntry, TokenFileError, TokenListError, parse_tokens, read_token_file};
 pub use database::{
     DatabaseConfig, DatabaseConfigError, DatabaseFlags, DatabaseTls, Secret, SslMode, TargetSession,
     resolve as resolve_database,
@@ -17,7 +17,6 @@ pub use database::{
 
 use crate::domain::Limits;
 use crate::retry::RetryPolicy;
-use crate::storage::monitor::MonitorConfig;
 
 /// The connection pool.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +64,21 @@ pub struct StorageConfig {
     pub default_deadline: Duration,
     /// Concurrent Puts share transactions (and commits); `None` runs each Put alone.
     pub put_coalescing: Option<CoalescingConfig>,
+}
+
+/// How the database is watched.
+#[derive(Debug, Clone)]
+pub struct MonitorConfig {
+    /// Whether to probe at all (`ENABLE_CONNECTION_MONITORING`); when off the database is assumed up.
+    pub enabled: bool,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Time allowed for one probe, including reconnecting.
+    pub probe_timeout: Duration,
+    /// Consecutive failed probes before the database counts as down.
+    pub failures_to_down: u32,
+    /// Consecutive good probes before it counts as up again.
+    pub successes_to_up: u32,
 }
 
 /// How concurrent Puts are coalesced into shared transactions.

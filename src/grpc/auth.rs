@@ -271,10 +271,8 @@ impl TokenFile {
     }
 
     /// All tokens: the file's and the inline ones.
-    pub fn read(&self) -> Result<Vec<TokenEntry>, String> {
-        let text = std::fs::read_to_string(&self.path)
-            .map_err(|e| format!("cannot read the token file {}: {}", self.path.display(), e.kind()))?;
-        let mut tokens = crate::config::parse_tokens(&text).map_err(|e| format!("{}: {e}", self.path.display()))?;
+    pub fn read(&self) -> Result<Vec<TokenEntry>, crate::config::TokenFileError> {
+        let mut tokens = crate::config::read_token_file(&self.path)?;
         tokens.extend(self.inline.iter().cloned());
         Ok(tokens)
     }
@@ -289,7 +287,7 @@ impl crate::reload::Reload for TokenFile {
         vec![self.path.clone()]
     }
 
-    fn reload(&self) -> Result<(), String> {
+    fn reload(&self) -> Result<(), crate::reload::ReloadError> {
         self.authenticator.replace(&self.read()?);
         Ok(())
     }

@@ -149,7 +149,7 @@ impl crate::reload::Reload for ReloadableTls {
         ReloadableTls::files(self)
     }
 
-    fn reload(&self) -> Result<(), String> {
-        ReloadableTls::reload(self).map_err(|e| e.to_string())
+    fn reload(&self) -> Result<(), crate::reload::ReloadError> {
+        Ok(ReloadableTls::reload(self)?)
     }
 }

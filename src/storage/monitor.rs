@@ -10,22 +10,8 @@ use diesel_async::SimpleAsyncConnection;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::MonitorConfig;
 use crate::storage::pool::{PgConn, Pool};
-
-/// How the database is watched.
-#[derive(Debug, Clone)]
-pub struct MonitorConfig {
-    /// Whether to probe at all (`ENABLE_CONNECTION_MONITORING`); when off the database is assumed up.
-    pub enabled: bool,
-    /// Time between probes.
-    pub interval: Duration,
-    /// Time allowed for one probe, including reconnecting.
-    pub probe_timeout: Duration,
-    /// Consecutive failed probes before the database counts as down.
-    pub failures_to_down: u32,
-    /// Consecutive good probes before it counts as up again.
-    pub successes_to_up: u32,
-}
 
 /// Starts the monitor. The receiver reads `true` while the database is reachable; it starts
 /// `false` until the first probe succeeds.

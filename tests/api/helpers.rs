@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use checkpointd::app::Application;
+use checkpointd::config::MonitorConfig;
 use checkpointd::config::{
     AuthConfig, CoalescingConfig, Config, DatabaseFlags, PoolConfig, Secret, ServerConfig, SslMode, StorageConfig,
     resolve_database,
@@ -13,7 +14,6 @@ use checkpointd::domain::Limits;
 use checkpointd::grpc::pb;
 use checkpointd::grpc::pb::checkpoint_service_client::CheckpointServiceClient;
 use checkpointd::retry::RetryPolicy;
-use checkpointd::storage::monitor::MonitorConfig;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use checkpointd::devdb::{ClusterOptions, LocalCluster};
+use checkpointd::devdb::{ClusterOptions, LocalCluster, ShutdownMode};
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::helpers::eventually;
@@ -13,7 +13,7 @@ use crate::support::serial;
 use crate::support::service::{Service, fault_config};
 use crate::{MARGIN, progress, report, sql};
 
-async fn restart_under_load(mode: &str) {
+async fn restart_under_load(mode: ShutdownMode) {
     let mut db = Db::start(DbOptions::default());
     let service = Service::start_serving(fault_config(&db.url())).await;
     let running = load::start(service.addr, LoadOptions::standard()).await;
@@ -26,20 +26,20 @@ async fn restart_under_load(mode: &str) {
     let verdict = result.verify(service.addr, &db).await;
     verdict.assert_nothing_lost(result.options.deadline, MARGIN);
     assert_eq!(service.health().await, Some(ServingStatus::Serving));
-    report(&format!("restart_{mode}"), &result, &verdict, Some(recovered_in));
+    report(&format!("restart_{}", mode.as_str()), &result, &verdict, Some(recovered_in));
     service.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fast_restart_under_load_loses_nothing() {
     let _serial = serial().await;
-    restart_under_load("fast").await;
+    restart_under_load(ShutdownMode::Fast).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_immediate_restart_with_crash_recovery_under_load_loses_nothing() {
     let _serial = serial().await;
-    restart_under_load("immediate").await;
+    restart_under_load(ShutdownMode::Immediate).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,7 +49,7 @@ async fn ten_seconds_down_fails_fast_flips_health_both_ways_and_recovers() {
     let service = Service::start_serving(fault_config(&db.url())).await;
     let running = load::start(service.addr, LoadOptions::standard()).await;
     progress(&running, 150, "load before the outage").await;
-    tokio::task::block_in_place(|| db.cluster.stop("fast")).expect("stop");
+    tokio::task::block_in_place(|| db.cluster.stop(ShutdownMode::Fast)).expect("stop");
     let down_in = service.wait_until(ServingStatus::NotServing, Duration::from_secs(10)).await;
     assert_eq!(service.liveness().await, Some(ServingStatus::Serving), "liveness never depends on the database");
     // During the outage a call fails fast with UNAVAILABLE: it does not wait out its deadline.
@@ -74,7 +74,7 @@ async fn ten_seconds_down_fails_fast_flips_health_both_ways_and_recovers() {
 async fn a_database_down_at_start_becomes_serving_when_it_comes_up() {
     let _serial = serial().await;
     let mut db = Db::start(DbOptions::default());
-    tokio::task::block_in_place(|| db.cluster.stop("fast")).expect("stop");
+    tokio::task::block_in_place(|| db.cluster.stop(ShutdownMode::Fast)).expect("stop");
     let service = Service::start(fault_config(&db.url())).await;
     eventually(Duration::from_secs(10), "the process to answer health checks", || async {
         service.liveness().await == Some(ServingStatus::Serving)
@@ -149,7 +149,7 @@ async fn a_promoted_replica_takes_over_when_the_primary_dies() {
     let service = Service::start_serving(fault_config(&url)).await;
     let running = load::start(service.addr, LoadOptions::standard()).await;
     progress(&running, 150, "load on the primary").await;
-    tokio::task::block_in_place(|| primary.cluster.stop("immediate")).expect("kill the primary");
+    tokio::task::block_in_place(|| primary.cluster.stop(ShutdownMode::Immediate)).expect("kill the primary");
     let failed_over = tokio::time::Instant::now();
     tokio::task::block_in_place(|| replica.promote()).expect("promote the replica");
     progress(&running, 100, "load on the promoted replica").await;
@@ -197,7 +197,7 @@ async fn a_german_speaking_server_is_classified_by_sqlstate_and_loses_nothing() 
     .await;
     admin.batch_execute("ROLLBACK").await.expect("unlock");
     progress(&running, 100, "load after the lock").await;
-    tokio::task::block_in_place(|| db.cluster.restart("fast")).expect("restart");
+    tokio::task::block_in_place(|| db.cluster.restart(ShutdownMode::Fast)).expect("restart");
     let restarted = tokio::time::Instant::now();
     progress(&running, 100, "load after the restart").await;
     let recovered_in = restarted.elapsed();
@@ -234,7 +234,7 @@ async fn a_stopped_synchronous_standby_never_gets_a_write_acknowledged() {
     let deadline = Duration::from_secs(3);
     let mut client = load::client(service.addr, deadline).await;
     client.put(load::put_request("sync", 0, 1, None)).await.expect("a replicated write");
-    tokio::task::block_in_place(|| standby.stop("fast")).expect("stop the standby");
+    tokio::task::block_in_place(|| standby.stop(ShutdownMode::Fast)).expect("stop the standby");
     let started = tokio::time::Instant::now();
     let status = client.put(load::put_request("sync", 0, 2, None)).await.expect_err("never acknowledged");
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");

@@ -33,14 +33,32 @@ pub(crate) struct ListPageOp<'a> {
     pub(crate) size: u64,
 }
 
+/// A column of the list's sort key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyColumn {
+    CheckpointId,
+    CheckpointNs,
+    ThreadId,
+}
+
+impl KeyColumn {
+    fn name(self) -> &'static str {
+        match self {
+            KeyColumn::CheckpointId => "checkpoint_id",
+            KeyColumn::CheckpointNs => "checkpoint_ns",
+            KeyColumn::ThreadId => "thread_id",
+        }
+    }
+}
+
 /// The sort-key columns a query leaves free, in sort order.
-fn key_columns(query: &ListQuery) -> Vec<&'static str> {
-    let mut columns = vec!["checkpoint_id"];
+fn key_columns(query: &ListQuery) -> Vec<KeyColumn> {
+    let mut columns = vec![KeyColumn::CheckpointId];
     if query.checkpoint_ns.is_none() {
-        columns.push("checkpoint_ns");
+        columns.push(KeyColumn::CheckpointNs);
     }
     if query.thread_id.is_none() {
-        columns.push("thread_id");
+        columns.push(KeyColumn::ThreadId);
     }
     columns
 }
@@ -85,13 +103,14 @@ impl<'a> ListPageOp<'a> {
             wheres.push(format!("checkpoint_id < {}", placeholder(Param::Text(before))));
         }
         if let Some(cursor) = self.after {
-            let values: Vec<String> = keys.iter().map(|key| placeholder(Param::Text(cursor.column(key)))).collect();
-            wheres.push(format!("({}) < ({})", keys.join(", "), values.join(", ")));
+            let values: Vec<String> = keys.iter().map(|key| placeholder(Param::Text(cursor.value(*key)))).collect();
+            let names: Vec<&str> = keys.iter().map(|key| key.name()).collect();
+            wheres.push(format!("({}) < ({})", names.join(", "), values.join(", ")));
         }
         let limit = placeholder(Param::Count(i64::try_from(self.size).unwrap_or(i64::MAX)));
         let where_sql = if wheres.is_empty() { String::new() } else { format!("WHERE {}", wheres.join(" AND ")) };
-        let order: Vec<String> = keys.iter().map(|key| format!("{key} DESC")).collect();
-        let outer_order: Vec<String> = keys.iter().map(|key| format!("c.{key} DESC")).collect();
+        let order: Vec<String> = keys.iter().map(|key| format!("{} DESC", key.name())).collect();
+        let outer_order: Vec<String> = keys.iter().map(|key| format!("c.{} DESC", key.name())).collect();
         let page = format!(
             "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints {where_sql} ORDER BY {} LIMIT {limit}",
             order.join(", ")
@@ -116,11 +135,11 @@ impl ListCursor {
         }
     }
 
-    fn column(&self, name: &str) -> &str {
-        match name {
-            "checkpoint_ns" => &self.checkpoint_ns,
-            "thread_id" => &self.thread_id,
-            _ => &self.checkpoint_id,
+    fn value(&self, column: KeyColumn) -> &str {
+        match column {
+            KeyColumn::CheckpointId => &self.checkpoint_id,
+            KeyColumn::CheckpointNs => &self.checkpoint_ns,
+            KeyColumn::ThreadId => &self.thread_id,
         }
     }
 }
