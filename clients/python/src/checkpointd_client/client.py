@@ -773,13 +773,14 @@ class CheckpointdClient:
     def health(self, service: str = SERVICE_NAME, *, timeout: float | None = 5.0) -> str:
         """The gRPC health status of ``service``: "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"...
 
-        Not retried and does not wait for a connection: a probe answers at once.
+        Not retried. With a ``timeout`` it waits up to that long for a connection (an older grpcio
+        never reconnects a channel whose calls all fail fast); without one it answers at once.
         """
         self.check_sync_call_allowed("await client.ahealth(...)")
         self._sync_stub()
         fn = self._state.sync_health
         try:
-            return fn(service, timeout=timeout, metadata=self._metadata())
+            return fn(service, timeout=timeout, metadata=self._metadata(), wait_for_ready=timeout is not None)
         except grpc.RpcError as err:
             raise error_from_rpc_error(err, "Health.Check") from err
 
@@ -840,7 +841,9 @@ class CheckpointdClient:
     async def ahealth(self, service: str = SERVICE_NAME, *, timeout: float | None = 5.0) -> str:
         fn = self._aio_entry().health
         try:
-            return await fn(service, timeout=timeout, metadata=await self._ametadata())
+            return await fn(
+                service, timeout=timeout, metadata=await self._ametadata(), wait_for_ready=timeout is not None
+            )
         except grpc.RpcError as err:
             raise error_from_rpc_error(err, "Health.Check") from err
 
