@@ -1,5 +1,6 @@
 //! House rules checked on every test run: each source file opens with a `//!` line saying what it
-//! owns, and nothing unfinished (`todo!`, `unimplemented!`, `dbg!`) is left in `src/`.
+//! owns, nothing unfinished (`todo!`, `unimplemented!`, `dbg!`) is left in `src/`, and the layering
+//! invariants of ARCHITECTURE.md hold (who may name tonic, prost, diesel, the pool).
 
 use std::path::{Path, PathBuf};
 
@@ -45,4 +46,44 @@ fn no_unfinished_code_in_src() {
             assert!(!text.contains(needle), "{} contains {needle}", path.display());
         }
     }
+}
+
+/// The source files under `src/<dir>`, without comment lines.
+fn code_in(dir: &str) -> Vec<(PathBuf, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(dir);
+    rust_files(&root)
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).expect("readable file");
+            let code: Vec<&str> = text.lines().filter(|line| !line.trim_start().starts_with("//")).collect();
+            (path, code.join("\n"))
+        })
+        .collect()
+}
+
+/// Each "Architecture Invariant" of ARCHITECTURE.md about who may know what, as (directory,
+/// what its code must never name, the invariant).
+const LAYERING: &[(&str, &[&str], &str)] = &[
+    ("storage", &["tonic::", "use tonic", "prost::", "use prost"], "only grpc/ knows tonic and prost"),
+    ("domain", &["tonic::", "use tonic", "prost::", "use prost"], "only grpc/ knows tonic and prost"),
+    ("retry", &["tonic::", "use tonic", "prost::", "use prost"], "only grpc/ knows tonic and prost"),
+    ("domain", &["diesel", "bb8", "tokio_postgres"], "only storage/ knows diesel, bb8 and tokio-postgres"),
+    ("retry", &["diesel", "bb8", "tokio_postgres"], "only storage/ knows diesel, bb8 and tokio-postgres"),
+    ("grpc", &["diesel", "bb8", "tokio_postgres"], "only storage/ knows diesel, bb8 and tokio-postgres"),
+    ("retry", &["crate::storage", "crate::grpc", "tokio::time::sleep"], "retry classification and policy are pure"),
+    ("grpc", &["storage::pool", "storage::Pool"], "handlers never touch the pool"),
+    ("config", &["crate::storage", "crate::grpc", "crate::telemetry"], "config is a leaf"),
+];
+
+#[test]
+fn every_layering_invariant_holds() {
+    let mut broken = Vec::new();
+    for (dir, forbidden, invariant) in LAYERING {
+        for (path, code) in code_in(dir) {
+            for name in forbidden.iter().filter(|name| code.contains(*name)) {
+                broken.push(format!("{} names {name}: {invariant}", path.display()));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{broken:#?}");
 }
