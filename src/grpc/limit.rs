@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
 use tonic::Status;
 use tower::{Layer, Service};
 
+use super::body::{GuardedBody, StreamGuard};
 use super::retry_hint::mark_retry_safe;
 
 /// Suggested wait before retrying a call refused at the in-flight limit.
@@ -50,7 +50,9 @@ pub struct InFlightLimit<S> {
 
 /// Releases a slot when the call's response ends or is dropped.
 #[derive(Debug)]
-struct Slot(Arc<AtomicUsize>);
+pub struct Slot(Arc<AtomicUsize>);
+
+impl StreamGuard for Slot {}
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -65,7 +67,7 @@ where
     ResBody: Default + Send + 'static,
     S::Error: 'static,
 {
-    type Response = Response<SlotBody<ResBody>>;
+    type Response = Response<GuardedBody<ResBody, Slot>>;
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -76,7 +78,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         if request.uri().path().starts_with("/grpc.health.v1.Health/") {
             let future = self.inner.call(request);
-            return Box::pin(async move { Ok(future.await?.map(|body| SlotBody { body, slot: None })) });
+            return Box::pin(async move { Ok(future.await?.map(|body| GuardedBody::new(body, None))) });
         }
         if self.current.fetch_add(1, Ordering::AcqRel) >= self.max {
             self.current.fetch_sub(1, Ordering::AcqRel);
@@ -87,52 +89,10 @@ where
                 )),
                 Some(LIMIT_PUSHBACK_MS),
             );
-            return Box::pin(
-                async move { Ok(status.into_http::<ResBody>().map(|body| SlotBody { body, slot: None })) },
-            );
+            return Box::pin(async move { Ok(status.into_http::<ResBody>().map(|body| GuardedBody::new(body, None))) });
         }
         let slot = Slot(self.current.clone());
         let future = self.inner.call(request);
-        Box::pin(async move { Ok(future.await?.map(|body| SlotBody { body, slot: Some(slot) })) })
-    }
-}
-/// A response body that keeps its call's slot until the stream ends (or is dropped unfinished).
-#[derive(Debug)]
-pub struct SlotBody<B> {
-    body: B,
-    slot: Option<Slot>,
-}
-
-impl<B: Default> Default for SlotBody<B> {
-    fn default() -> Self {
-        Self { body: B::default(), slot: None }
-    }
-}
-
-impl<B> Body for SlotBody<B>
-where
-    B: Body + Unpin,
-{
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
-            this.slot = None;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        Box::pin(async move { Ok(future.await?.map(|body| GuardedBody::new(body, Some(slot)))) })
     }
 }

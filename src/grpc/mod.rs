@@ -4,6 +4,7 @@
 //! errors to statuses in one place (`status`). `server` assembles health and reflection.
 
 pub mod auth;
+mod body;
 pub mod codec;
 mod convert;
 mod deadline;

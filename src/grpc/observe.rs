@@ -9,7 +9,6 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::{HeaderMap, Request, Response};
-use http_body::{Body, Frame, SizeHint};
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::TraceContextExt;
 use tonic::Code;
@@ -17,6 +16,7 @@ use tower::{Layer, Service};
 use tracing::{Instrument, Span, field};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use super::body::{GuardedBody, StreamGuard};
 use crate::telemetry::RpcMetrics;
 
 /// Wraps every service of the server.
@@ -54,7 +54,7 @@ where
     S::Error: 'static,
     ResBody: 'static,
 {
-    type Response = Response<ObservedBody<ResBody>>;
+    type Response = Response<GuardedBody<ResBody, Call>>;
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -68,14 +68,14 @@ where
         Box::pin(async move {
             let response = response.await?;
             call.status = grpc_status(response.headers());
-            Ok(response.map(|body| ObservedBody { body, call: Some(call) }))
+            Ok(response.map(|body| GuardedBody::new(body, Some(call))))
         })
     }
 }
 
 /// One call in flight; dropping it records its outcome.
 #[derive(Debug)]
-struct Call {
+pub struct Call {
     span: Span,
     started: Instant,
     service: String,
@@ -111,6 +111,18 @@ impl Call {
             status: None,
             metrics,
         }
+    }
+}
+
+impl StreamGuard for Call {
+    fn trailers(&mut self, trailers: &HeaderMap) {
+        if let Some(status) = grpc_status(trailers) {
+            self.status = Some(status);
+        }
+    }
+
+    fn failed(&mut self) {
+        self.status.get_or_insert(Code::Unknown);
     }
 }
 
@@ -166,53 +178,6 @@ impl Extractor for HeaderExtractor<'_> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(|k| k.as_str()).collect()
-    }
-}
-
-/// A response body that finishes its call when the stream ends (or is dropped unfinished).
-#[derive(Debug)]
-pub struct ObservedBody<B> {
-    body: B,
-    call: Option<Call>,
-}
-
-impl<B> Body for ObservedBody<B>
-where
-    B: Body + Unpin,
-{
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(call), Some(status)) = (this.call.as_mut(), frame.trailers_ref().and_then(grpc_status)) {
-                    call.status = Some(status);
-                }
-            }
-            Poll::Ready(Some(Err(_))) => {
-                if let Some(call) = this.call.as_mut() {
-                    call.status.get_or_insert(Code::Unknown);
-                }
-                this.call = None;
-            }
-            Poll::Ready(None) => this.call = None,
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
 

@@ -1,6 +1,13 @@
 //! The one error type storage returns, already classified.
 
+use diesel::result::DatabaseErrorInformation;
+
 use crate::retry::{ErrorClass, SqlState};
+
+/// The SQLSTATE diesel reports for a database error, as the classifier's type.
+pub(crate) fn sqlstate_of(info: &(dyn DatabaseErrorInformation + Send + Sync)) -> Option<SqlState> {
+    info.sqlstate().and_then(|code| SqlState::parse(code.as_str()))
+}
 
 /// A storage call that did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use diesel::result::{DatabaseErrorInformation, DatabaseErrorKind, Error as DieselError};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::pooled_connection::PoolableConnection;
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use tokio::sync::watch;
@@ -17,6 +17,7 @@ use tracing::{Instrument, field};
 
 use crate::retry::{ErrorClass, Failure, Phase, RetryBudget, RetryPolicy, SqlState, classify};
 use crate::storage::StorageError;
+use crate::storage::error::sqlstate_of;
 use crate::storage::ops::{Access, Operation};
 use crate::storage::pool::{CheckoutError, Pool};
 use crate::storage::retry_loop::{AttemptFailure, Attempts, LoopError, RetryContext, retry};
@@ -118,20 +119,20 @@ impl Runner {
             .instrument(tracing::info_span!("pool.wait", pool.max_size = self.pool.status().max_size));
         let mut conn = match checkout.await {
             Ok(conn) => conn,
-            Err(_) if wait == before_checkout => return Err(deadline_failure(Phase::Checkout)),
+            Err(_) if wait == before_checkout => return Err(AttemptFailure::deadline(Phase::Checkout)),
             Err(e) => return Err(checkout_failure(e)),
         };
         // The transaction gets what is left of the caller's time after the checkout, not more.
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(deadline_failure(Phase::Checkout));
+            return Err(AttemptFailure::deadline(Phase::Checkout));
         }
         conn.begin_use();
         let begin = begin_sql(op.access(), self.limits, remaining);
         let outcome = tokio::time::timeout_at(deadline, transaction(&mut conn, op, &begin)).await;
         match outcome {
             // The connection is dropped while in use, so the pool discards it.
-            Err(_) => Err(deadline_failure(Phase::Statement)),
+            Err(_) => Err(AttemptFailure::deadline(Phase::Statement)),
             Ok(Ok(output)) => {
                 conn.finish_use();
                 Ok(output)
@@ -263,10 +264,6 @@ fn schema_not_ready() -> AttemptFailure {
     }
 }
 
-fn deadline_failure(phase: Phase) -> AttemptFailure {
-    AttemptFailure::deadline(phase)
-}
-
 fn checkout_failure(error: CheckoutError) -> AttemptFailure {
     let class = match error {
         CheckoutError::Saturated(_) => ErrorClass::Overloaded,
@@ -297,14 +294,10 @@ fn database_failure(phase: Phase, error: &DieselError, broken: bool) -> AttemptF
     AttemptFailure { class, phase, detail: message, sqlstate }
 }
 
-/// The SQLSTATE diesel reports, as the classifier's type.
-pub(crate) fn sqlstate_of(info: &(dyn DatabaseErrorInformation + Send + Sync)) -> Option<SqlState> {
-    info.sqlstate().and_then(|code| SqlState::parse(code.as_str()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use diesel::result::DatabaseErrorInformation;
 
     #[test]
     fn begin_sets_the_mode_and_caps_the_statement_timeout_at_the_deadline() {

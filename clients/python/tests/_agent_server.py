@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from _harness import REPO_ROOT, TESTS_DIR, free_port
+from _harness import REPO_ROOT, TESTS_DIR, free_port, stop_process
 
 CLIENT_ROOT = TESTS_DIR.parent
 EXAMPLE_DIR = REPO_ROOT / "examples" / "langgraph-server"
@@ -182,14 +182,7 @@ class LangGraphDev:
     def stop(self) -> None:
         """SIGINT (the server's clean shutdown, which closes the checkpointer), then wait."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, signal.SIGINT)
 
     def read_log(self) -> str:
         try:

@@ -53,6 +53,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+
+def stop_process(proc: subprocess.Popen | None, sig: int, timeout: float = 30.0) -> None:
+    """Ask a running ``proc`` to stop with ``sig``; kill it if it is still there after ``timeout``."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
 class Server:
     """A checkpointd process serving one database."""
 
@@ -121,14 +133,7 @@ class Server:
 
     def _terminate(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, signal.SIGTERM)
 
     def read_log(self) -> str:
         try:

@@ -13,8 +13,8 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::retry::{ErrorClass, Failure, Phase, SqlState, classify};
+use crate::storage::error::sqlstate_of;
 use crate::storage::pool::counters::{CloseCause, PoolCounters};
-use crate::storage::runner::sqlstate_of;
 
 /// A pooled connection with the bookkeeping the pool needs.
 pub struct PgConn {
