@@ -349,7 +349,7 @@ mod tests {
             script.text
         );
         assert!(
-            script.text.contains("idle_in_transaction_session_timeout = 60000;\n\\endpipeline\n"),
+            script.text.contains("idle_in_transaction_session_timeout = 60000;\nSET LOCAL jit = off;\n\\endpipeline\n"),
             "{}",
             script.text
         );

@@ -14,8 +14,8 @@ pub use json::{JsonDocument, JsonError};
 pub use limits::Limits;
 pub use scope::Scope;
 pub use types::{
-    ChannelBlob, CheckpointConfig, CheckpointTuple, CopyThread, DeleteForRuns, GetTuple, ListQuery, PendingWrite,
-    PruneRequest, PruneStrategy, PutCheckpoint, PutWrites, TypedValue,
+    ChannelBlob, CheckpointConfig, CheckpointTuple, CopyThread, DeleteForRuns, DeltaChannelHistory, DeltaHistoryQuery,
+    DeltaSeed, GetTuple, ListQuery, PendingWrite, PruneRequest, PruneStrategy, PutCheckpoint, PutWrites, TypedValue,
 };
 pub use validate::{ValidationError, Validator};
 pub use writes::{IndexedWrite, WriteConflict, index_writes};

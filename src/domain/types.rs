@@ -143,6 +143,40 @@ pub struct GetTuple {
     pub checkpoint_id: Option<String>,
 }
 
+/// What a DeltaChannel needs to rebuild some channels at a checkpoint (LangGraph
+/// `get_delta_channel_history`).
+#[derive(Debug, Clone)]
+pub struct DeltaHistoryQuery {
+    /// The thread.
+    pub thread_id: String,
+    /// The namespace.
+    pub checkpoint_ns: String,
+    /// The target checkpoint; `None` is the latest of the namespace.
+    pub checkpoint_id: Option<String>,
+    /// The channels, each once, in the order asked.
+    pub channels: Vec<String>,
+}
+
+/// One channel's value to start from and the writes to replay on it, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeltaChannelHistory {
+    /// The channel.
+    pub channel: String,
+    /// Its writes along the walk, oldest checkpoint first, each checkpoint's in write order.
+    pub writes: Vec<PendingWrite>,
+    /// The value the walk ended at, if it found one.
+    pub seed: Option<DeltaSeed>,
+}
+
+/// Where a delta channel's walk found its stored value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeltaSeed {
+    /// A blob (never of type "empty").
+    Blob(TypedValue),
+    /// A value kept inline in the checkpoint document, as JSON text.
+    Inline(String),
+}
+
 /// Which checkpoints to list (LangGraph `list`), newest first.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
@@ -166,6 +200,12 @@ impl ListQuery {
     /// True when the query can match nothing, so no database work is needed.
     pub fn matches_nothing(&self) -> bool {
         self.limit == Some(0)
+    }
+
+    /// True when thread and namespace are fixed: the rows are one range of the primary key, in
+    /// the list's order, so any page of them is found without scanning the rest.
+    pub fn is_key_range(&self) -> bool {
+        self.thread_id.is_some() && self.checkpoint_ns.is_some()
     }
 }
 

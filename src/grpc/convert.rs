@@ -4,9 +4,9 @@
 //! handled here.
 
 use crate::domain::{
-    ChannelBlob, CheckpointConfig, CheckpointTuple, CopyThread, DeleteForRuns, GetTuple, JsonDocument, ListQuery,
-    PendingWrite, PruneRequest, PruneStrategy, PutCheckpoint, PutWrites, TypedValue, ValidationError, Validator,
-    index_writes,
+    ChannelBlob, CheckpointConfig, CheckpointTuple, CopyThread, DeleteForRuns, DeltaChannelHistory, DeltaHistoryQuery,
+    DeltaSeed, GetTuple, JsonDocument, ListQuery, PendingWrite, PruneRequest, PruneStrategy, PutCheckpoint, PutWrites,
+    TypedValue, ValidationError, Validator, index_writes,
 };
 use crate::grpc::pb;
 
@@ -106,6 +106,20 @@ impl Converter {
             thread_id: self.v.required("thread_id", thread_id, limits.thread_id)?,
             checkpoint_ns: self.v.text("checkpoint_ns", checkpoint_ns, limits.checkpoint_ns)?,
             checkpoint_id: self.v.optional("checkpoint_id", checkpoint_id, limits.checkpoint_id)?,
+        })
+    }
+
+    pub(crate) fn delta_history(
+        &self,
+        request: pb::GetDeltaChannelHistoryRequest,
+    ) -> Result<DeltaHistoryQuery, ValidationError> {
+        let pb::GetDeltaChannelHistoryRequest { thread_id, checkpoint_ns, checkpoint_id, channels } = request;
+        let limits = self.v.limits();
+        Ok(DeltaHistoryQuery {
+            thread_id: self.v.required("thread_id", thread_id, limits.thread_id)?,
+            checkpoint_ns: self.v.text("checkpoint_ns", checkpoint_ns, limits.checkpoint_ns)?,
+            checkpoint_id: self.v.optional("checkpoint_id", checkpoint_id, limits.checkpoint_id)?,
+            channels: self.v.id_list("channels", channels, limits.channel)?,
         })
     }
 
@@ -232,6 +246,17 @@ impl From<CheckpointTuple> for pb::CheckpointTuple {
             pending_writes: pending_writes.into_iter().map(pending_write).collect(),
             pending_sends: pending_sends.into_iter().map(Into::into).collect(),
         }
+    }
+}
+
+impl From<DeltaChannelHistory> for pb::DeltaChannelHistory {
+    fn from(history: DeltaChannelHistory) -> Self {
+        let DeltaChannelHistory { channel, writes, seed } = history;
+        let seed = seed.map(|seed| match seed {
+            DeltaSeed::Blob(value) => pb::delta_channel_history::Seed::SeedBlob(value.into()),
+            DeltaSeed::Inline(json) => pb::delta_channel_history::Seed::SeedInlineJson(json.into_bytes()),
+        });
+        pb::DeltaChannelHistory { channel, writes: writes.into_iter().map(pending_write).collect(), seed }
     }
 }
 

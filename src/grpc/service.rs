@@ -86,6 +86,21 @@ impl CheckpointService for CheckpointGrpc {
         Ok(Response::new(pb::GetTupleResponse { tuple: tuple.map(Into::into) }))
     }
 
+    async fn get_delta_channel_history(
+        &self,
+        request: Request<pb::GetDeltaChannelHistoryRequest>,
+    ) -> Result<Response<pb::GetDeltaChannelHistoryResponse>, Status> {
+        let deadline = unary_deadline(request.metadata(), self.default_deadline);
+        let scope = scope_of(&request);
+        let query = self.convert.delta_history(request.into_inner())?;
+        record_scope(&query.thread_id, Some(&query.checkpoint_ns));
+        authorize(&scope, [query.thread_id.as_str()])?;
+        let histories = self.store.get_delta_channel_history(&query, deadline).await?;
+        Ok(Response::new(pb::GetDeltaChannelHistoryResponse {
+            channels: histories.into_iter().map(Into::into).collect(),
+        }))
+    }
+
     type ListStream = ListStream;
 
     async fn list(&self, request: Request<pb::ListRequest>) -> Result<Response<ListStream>, Status> {

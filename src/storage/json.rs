@@ -13,12 +13,12 @@ const JSONB_VERSION: u8 = 1;
 
 /// JSON text to bind as a JSONB parameter. PostgreSQL parses it; it was validated beforehand.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct JsonText<'a>(pub &'a str);
+pub(crate) struct JsonText<S>(pub S);
 
-impl ToSql<Jsonb, Pg> for JsonText<'_> {
+impl<S: AsRef<str> + std::fmt::Debug> ToSql<Jsonb, Pg> for JsonText<S> {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
         out.write_all(&[JSONB_VERSION])?;
-        out.write_all(self.0.as_bytes())?;
+        out.write_all(self.0.as_ref().as_bytes())?;
         Ok(IsNull::No)
     }
 }

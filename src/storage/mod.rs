@@ -7,6 +7,7 @@
 mod coalesce;
 mod error;
 mod json;
+mod list_stream;
 pub mod migrations;
 pub mod monitor;
 mod ops;
@@ -18,7 +19,6 @@ mod schema;
 mod statement;
 mod stats;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,14 +33,14 @@ pub use reference::{ReferenceSql, ReferenceTransaction};
 
 use crate::config::StorageConfig;
 use crate::domain::{
-    CheckpointConfig, CheckpointTuple, CopyThread, DeleteForRuns, GetTuple, ListQuery, PruneRequest, PruneStrategy,
-    PutCheckpoint, PutWrites,
+    CheckpointConfig, CheckpointTuple, CopyThread, DeleteForRuns, DeltaChannelHistory, DeltaHistoryQuery, GetTuple,
+    ListQuery, PruneRequest, PruneStrategy, PutCheckpoint, PutWrites,
 };
 use crate::retry::{ErrorClass, RetryBudget};
 use coalesce::PutCoalescer;
 use ops::{
-    CopyThreadOp, DeleteForRunsOp, DeleteThreadOp, GetTupleOp, ListCursor, ListPageOp, PruneDeleteOp,
-    PruneKeepLatestOp, PutOp, PutWritesOp, RefuseDeltaThreadsOp,
+    CopyThreadOp, DeleteForRunsOp, DeleteThreadOp, DeltaHistoryOp, GetTupleOp, PruneDeleteOp, PruneKeepLatestOp, PutOp,
+    PutWritesOp, RefuseDeltaThreadsOp,
 };
 use runner::{Runner, TransactionLimits};
 
@@ -148,24 +148,29 @@ impl Store {
         self.runner.run(&GetTupleOp(get), deadline).await
     }
 
-    /// Streams matching checkpoints newest first, one page per transaction. Each page must finish
-    /// before `deadline` (the call's), or within the default deadline when the call has none.
+    /// The seed and writes a DeltaChannel needs for each channel; no channels read nothing.
+    pub async fn get_delta_channel_history(
+        &self,
+        query: &DeltaHistoryQuery,
+        deadline: Instant,
+    ) -> Result<Vec<DeltaChannelHistory>, StorageError> {
+        if query.channels.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.runner.run(&DeltaHistoryOp(query), deadline).await
+    }
+
+    /// Streams matching checkpoints newest first through one server-side cursor (see
+    /// `list_stream`). Each transaction must end before `deadline` (the call's), or within the
+    /// default deadline when the call has none.
     pub fn list(
-        self: &Arc<Self>,
+        &self,
         query: ListQuery,
         deadline: Option<Instant>,
     ) -> impl Stream<Item = Result<CheckpointTuple, StorageError>> + Send + 'static {
-        let state = ListState {
-            store: self.clone(),
-            remaining: query.limit,
-            done: query.matches_nothing(),
-            query,
-            cursor: None,
-            buffer: VecDeque::new(),
-            deadline,
-            page_size: self.list_page_size.min(32),
-        };
-        futures_util::stream::unfold(state, ListState::next)
+        let settings =
+            list_stream::ListStreamSettings { page_size: self.list_page_size, default_deadline: self.default_deadline };
+        list_stream::list_stream(self.runner.clone(), query, deadline, settings)
     }
 
     /// Deletes a thread.
@@ -213,48 +218,4 @@ fn delta_refusal(threads: &[String]) -> StorageError {
         "keep_latest can't prune threads that use a DeltaChannel: {}",
         threads.join(", ")
     ))
-}
-
-/// The state of one List stream between pages.
-struct ListState {
-    store: Arc<Store>,
-    query: ListQuery,
-    cursor: Option<ListCursor>,
-    remaining: Option<u64>,
-    buffer: VecDeque<CheckpointTuple>,
-    done: bool,
-    deadline: Option<Instant>,
-    page_size: u64,
-}
-
-impl ListState {
-    async fn next(mut self) -> Option<(Result<CheckpointTuple, StorageError>, Self)> {
-        loop {
-            if let Some(tuple) = self.buffer.pop_front() {
-                return Some((Ok(tuple), self));
-            }
-            if self.done {
-                return None;
-            }
-            if let Err(e) = self.fetch_page().await {
-                self.done = true;
-                return Some((Err(e), self));
-            }
-        }
-    }
-
-    async fn fetch_page(&mut self) -> Result<(), StorageError> {
-        let size = self.remaining.map_or(self.page_size, |left| left.min(self.page_size));
-        let default_deadline = Instant::now() + self.store.default_deadline;
-        let deadline = self.deadline.map_or(default_deadline, |d| d.min(default_deadline));
-        let op = ListPageOp { query: &self.query, after: self.cursor.as_ref(), size };
-        let page = self.store.runner.run(&op, deadline).await?;
-        let fetched = page.len() as u64;
-        self.done = fetched < size || self.remaining == Some(fetched);
-        self.remaining = self.remaining.map(|left| left - fetched);
-        self.cursor = page.last().map(ListCursor::after);
-        self.buffer.extend(page);
-        self.page_size = (self.page_size * 2).min(self.store.list_page_size);
-        Ok(())
-    }
 }

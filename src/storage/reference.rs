@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::domain::{ListQuery, WriteConflict};
-use crate::storage::ops::{self, Access, ListPageOp};
+use crate::storage::ops::{self, Access, ListSelect};
 use crate::storage::runner::{TransactionLimits, begin_sql};
 
 /// One operation's transaction, three round trips: the `BEGIN` batch (one simple-query
@@ -40,7 +40,7 @@ impl ReferenceSql {
             limit: Some(list_limit),
             ..ListQuery::default()
         };
-        let list_page = ListPageOp { query: &query, after: None, size: list_limit }.statement();
+        let list_page = ListSelect { query: &query, after: None, limit: Some(list_limit) }.select();
         Self {
             put: ReferenceTransaction { begin: begin(Access::ReadWrite), statement: ops::PUT_SQL.to_owned() },
             put_writes: ReferenceTransaction {

@@ -192,6 +192,10 @@ fn attempt_span<O: Operation>(op: &O, attempt: u32) -> tracing::Span {
 }
 
 /// `BEGIN` with the transaction mode and the session limits, in one round trip.
+///
+/// JIT compilation is off: the planner's estimates for the per-row lookups of a read (blobs,
+/// writes) make a list of a few thousand rows look expensive enough to compile, and compiling
+/// took longer (about 1 s here) than running the query.
 pub(crate) fn begin_sql(access: Access, limits: TransactionLimits, remaining: Duration) -> String {
     let begin = match access {
         Access::ReadOnly => "BEGIN READ ONLY",
@@ -201,7 +205,7 @@ pub(crate) fn begin_sql(access: Access, limits: TransactionLimits, remaining: Du
     let statement_ms = limits.statement_timeout.min(remaining).as_millis().max(1);
     let idle_ms = limits.idle_in_transaction_timeout.as_millis().max(1);
     format!(
-        "{begin}; SET LOCAL statement_timeout = {statement_ms}; SET LOCAL idle_in_transaction_session_timeout = {idle_ms}"
+        "{begin}; SET LOCAL statement_timeout = {statement_ms}; SET LOCAL idle_in_transaction_session_timeout = {idle_ms}; SET LOCAL jit = off"
     )
 }
 
@@ -307,7 +311,7 @@ mod tests {
         };
         assert_eq!(
             begin_sql(Access::ReadOnly, limits, Duration::from_millis(1500)),
-            "BEGIN READ ONLY; SET LOCAL statement_timeout = 1500; SET LOCAL idle_in_transaction_session_timeout = 60000"
+            "BEGIN READ ONLY; SET LOCAL statement_timeout = 1500; SET LOCAL idle_in_transaction_session_timeout = 60000; SET LOCAL jit = off"
         );
         assert!(
             begin_sql(Access::Snapshot, limits, Duration::from_secs(99))

@@ -170,6 +170,15 @@ impl TestApp {
         }
     }
 
+    /// Stops this server and starts a new one on the same database, with the test configuration.
+    pub async fn restarted(mut self) -> TestApp {
+        self.stop().await;
+        let config = test_config(&self.db.url);
+        let app = start(config, self.db).await;
+        wait_until_serving(app.addr).await;
+        app
+    }
+
     /// A health client for this server.
     pub async fn health(&self) -> HealthClient<Channel> {
         HealthClient::new(channel(self.addr).await)

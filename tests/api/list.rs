@@ -130,3 +130,92 @@ async fn long_lists_stream_across_pages_without_gaps_or_repeats() {
     let limited = pb::ListRequest { limit: Some(15), ..by_thread("t") };
     assert_eq!(ids(&list(&mut app.client, limited).await), expected_thread[..15]);
 }
+
+/// Scans of `checkpoints` counted by PostgreSQL's statistics, once every other backend of the
+/// test database has exited (a backend reports its counts when it ends).
+async fn scans_of_checkpoints(app: &TestApp) -> i64 {
+    let sql = app.sql().await;
+    let database = app.db.name.clone();
+    eventually(std::time::Duration::from_secs(30), "the service's backends to exit", || {
+        let sql = &sql;
+        let database = database.clone();
+        async move {
+            let row = sql
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    &[&database],
+                )
+                .await
+                .expect("pg_stat_activity");
+            row.get::<_, i64>(0) == 0
+        }
+    })
+    .await;
+    sql.batch_execute("SELECT pg_stat_clear_snapshot()").await.expect("fresh statistics");
+    let row = sql
+        .query_one(
+            "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = 'checkpoints'",
+            &[],
+        )
+        .await
+        .expect("pg_stat_user_tables");
+    row.get(0)
+}
+
+#[tokio::test]
+async fn a_stream_scans_once_however_many_pages_it_fills() {
+    // Pages of 7 rows (the test configuration): 60 rows across threads fill nine of them, and
+    // the 24 rows of one thread (every namespace) four.
+    let mut app = spawn_app().await;
+    let sql = app.sql().await;
+    sql.batch_execute(
+        r#"INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, checkpoint, metadata)
+           SELECT 't' || (g % 5), '', 'c' || lpad(g::text, 4, '0'), '{"v": 4, "channel_versions": {}}',
+                  CASE WHEN g % 2 = 0 THEN '{"source": "loop"}' ELSE '{"source": "input"}' END::jsonb
+           FROM generate_series(1, 120) AS g"#,
+    )
+    .await
+    .expect("insert checkpoints");
+    drop(sql);
+    app.stop().await;
+    let before = scans_of_checkpoints(&app).await;
+    let mut app = app.restarted().await;
+    let filter = json!({"source": "loop"}).to_string().into_bytes();
+    let request = pb::ListRequest { filter_json: Some(filter), ..Default::default() };
+    let listed = list(&mut app.client, request).await;
+    assert_eq!(listed.len(), 60);
+    let expected: Vec<String> = (1..=120).rev().filter(|g| g % 2 == 0).map(|g| format!("c{g:04}")).collect();
+    assert_eq!(ids(&listed), expected, "newest first, no gaps, no repeats");
+    let one_thread = list(&mut app.client, by_thread("t0")).await;
+    assert_eq!(one_thread.len(), 24, "a thread without a namespace: four pages");
+    app.stop().await;
+    assert_eq!(scans_of_checkpoints(&app).await - before, 2, "one scan for each stream");
+}
+
+#[tokio::test]
+async fn a_reader_that_pauses_gives_its_connection_back_and_resumes_without_gaps() {
+    // One connection: while the stream's reader pauses, another call still gets it.
+    let mut app = spawn_app_with(|config| {
+        config.pool.max_size = 1;
+        config.pool.min_idle = 0;
+    })
+    .await;
+    let sql = app.sql().await;
+    sql.batch_execute(
+        r#"INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, checkpoint, metadata)
+           SELECT 't' || (g % 3), '', 'c' || lpad(g::text, 4, '0'), '{"v": 4, "channel_versions": {}}', '{}'
+           FROM generate_series(1, 50) AS g"#,
+    )
+    .await
+    .expect("insert checkpoints");
+    let mut stream = app.client.list(pb::ListRequest::default()).await.expect("list").into_inner();
+    let first = stream.message().await.expect("first tuple").expect("a tuple");
+    let mut other = app.client.clone();
+    assert!(get(&mut other, "t1", "", None).await.is_some(), "another call gets the connection");
+    let mut listed = vec![first.tuple.expect("tuple set")];
+    while let Some(item) = stream.message().await.expect("the stream resumes") {
+        listed.push(item.tuple.expect("tuple set"));
+    }
+    let expected: Vec<String> = (1..=50).rev().map(|g| format!("c{g:04}")).collect();
+    assert_eq!(ids(&listed), expected);
+}

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod delta;
 mod get_tuple;
 mod list;
 mod maintenance;

@@ -45,6 +45,17 @@ async fn pgbouncer_transaction_mode_serves_every_call_and_survives_backend_death
     let result = running.finish().await;
     let verdict = result.verify(service.addr, &db).await;
     verdict.assert_nothing_lost(result.options.deadline, MARGIN);
+    // A List stream's server-side cursor lives in one transaction, which PgBouncer keeps on one
+    // backend: every checkpoint of every thread streams through.
+    let stored: usize =
+        tokio::task::block_in_place(|| db.sql("SELECT count(*) FROM checkpoints")).parse().expect("count");
+    let mut client = load::client(service.addr, std::time::Duration::from_secs(20)).await;
+    let mut stream = client.list(checkpointd::grpc::pb::ListRequest::default()).await.expect("list").into_inner();
+    let mut listed = 0;
+    while stream.message().await.expect("a List through PgBouncer").is_some() {
+        listed += 1;
+    }
+    assert_eq!(listed, stored, "every stored checkpoint listed once through PgBouncer");
     let internal = result.calls.codes.get("Internal").copied().unwrap_or(0);
     assert_eq!(internal, 0, "backend deaths are retried, never internal errors: {:?}", result.calls.messages);
     report("pgbouncer_transaction_mode", &result, &verdict, None);

@@ -27,6 +27,7 @@ import {
   CopyThreadRequest,
   DeleteForRunsRequest,
   DeleteThreadRequest,
+  GetDeltaChannelHistoryRequest,
   GetTupleRequest,
   ListRequest,
   ListResponse,
@@ -37,6 +38,7 @@ import {
   type DeepPartial,
   type DeleteForRunsResponse,
   type DeleteThreadResponse,
+  type GetDeltaChannelHistoryResponse,
   type GetTupleResponse,
   type PruneResponse,
   type PutResponse,
@@ -231,6 +233,7 @@ const RPC_NAMES: Record<keyof ServiceDef, string> = {
   deleteForRuns: "DeleteForRuns",
   copyThread: "CopyThread",
   prune: "Prune",
+  getDeltaChannelHistory: "GetDeltaChannelHistory",
 };
 
 /** The request message of each unary RPC (its encoder). */
@@ -242,6 +245,7 @@ const REQUEST_MESSAGES = {
   deleteForRuns: DeleteForRunsRequest,
   copyThread: CopyThreadRequest,
   prune: PruneRequest,
+  getDeltaChannelHistory: GetDeltaChannelHistoryRequest,
 };
 
 function toBuffer(x: Buffer | string | undefined): Buffer | undefined {
@@ -541,6 +545,20 @@ export class CheckpointdClient {
   /** Prune: `keep_latest` or `delete`, as LangGraph's Postgres saver. */
   prune(request: DeepPartial<PruneRequest>, call?: CallOptions): Promise<PruneResponse> {
     return this.unary("prune", PruneRequest.fromPartial(request), call);
+  }
+
+  /**
+   * GetDeltaChannelHistory: for each requested channel, the seed (the value stored at the nearest
+   * ancestor of the target checkpoint, `seedBlob` or `seedInlineJson`, or neither) and the channel's
+   * pending writes along the walk, oldest first (LangGraph `getDeltaChannelHistory`, beta). Without
+   * `checkpointId` the target is the namespace's latest checkpoint; a missing thread or checkpoint
+   * answers every channel with no writes and no seed.
+   */
+  getDeltaChannelHistory(
+    request: DeepPartial<GetDeltaChannelHistoryRequest>,
+    call?: CallOptions,
+  ): Promise<GetDeltaChannelHistoryResponse> {
+    return this.unary("getDeltaChannelHistory", GetDeltaChannelHistoryRequest.fromPartial(request), call);
   }
 
   /**

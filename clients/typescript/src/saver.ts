@@ -11,7 +11,9 @@
  *   `toString()`; channel versions are integers (the base class's `getNextVersion`);
  * - metadata goes through the serializer's JSON, as `PostgresSaver` does;
  * - reads decode the blobs (skipping `"empty"`), return pending writes in `writesSortKey` order, and
- *   fold a legacy (v < 4) checkpoint's pending sends into `channel_values.__pregel_tasks`.
+ *   fold a legacy (v < 4) checkpoint's pending sends into `channel_values.__pregel_tasks`;
+ * - `getDeltaChannelHistory` (the base class's DeltaChannel walk) is one `GetDeltaChannelHistory`
+ *   call instead of one `getTuple` per ancestor; the server walks the parent chain.
  *
  * Where the Python saver's data differs, the reader also understands it: channel values the Python
  * saver keeps inline in the document (`None`/str/int/float/bool) are returned under the blobs, and
@@ -34,6 +36,7 @@ import {
   type CheckpointMetadata,
   type CheckpointPendingWrite,
   type CheckpointTuple,
+  type DeltaChannelHistory,
   type PendingWrite,
   type SerializerProtocol,
 } from "@langchain/langgraph-checkpoint";
@@ -43,7 +46,9 @@ import {
   PruneStrategy,
   type ChannelBlob,
   type CheckpointTuple as WireTuple,
+  type DeltaChannelHistory as WireDeltaChannelHistory,
   type ListRequest,
+  type PendingWrite as WirePendingWrite,
 } from "./gen/checkpoint/v1/checkpoint.js";
 import { PolyglotSerializer, interruptsForPython, interruptsFromPython } from "./serde.js";
 
@@ -361,6 +366,46 @@ export class GrpcCheckpointSaver extends BaseCheckpointSaver {
     return req;
   }
 
+  /**
+   * What a LangGraph `DeltaChannel` needs to rebuild its value at the checkpoint `config` names (the
+   * latest of its namespace without a `checkpoint_id`), in one `GetDeltaChannelHistory` call: for
+   * each channel, the value stored at the nearest ancestor of that checkpoint that has one (`seed`,
+   * absent when the walk reached the root without one) and the channel's pending writes from that
+   * ancestor down to the target's parent, oldest checkpoint first, each checkpoint's writes in
+   * `writesSortKey` order (the target's own writes are not included). The contract is the base
+   * class's (beta); a missing thread or checkpoint gives every channel no writes and no seed.
+   */
+  override async getDeltaChannelHistory(options: {
+    config: RunnableConfig;
+    channels: string[];
+  }): Promise<Record<string, DeltaChannelHistory>> {
+    const { config, channels } = options;
+    if (channels.length === 0) return {};
+    const { thread_id, checkpoint_ns, checkpoint_id } = config.configurable ?? {};
+    const threadId = idText(thread_id);
+    if (threadId === undefined || threadId === "") {
+      // As getTuple: no thread matches nothing, so every channel starts empty.
+      return Object.fromEntries(channels.map((channel) => [channel, { writes: [] }]));
+    }
+    const res = await this.client.getDeltaChannelHistory({
+      threadId,
+      checkpointNs: checkpoint_ns === undefined || checkpoint_ns === null ? "" : String(checkpoint_ns),
+      checkpointId: checkpoint_id ? String(checkpoint_id) : undefined,
+      channels,
+    });
+    const byChannel = new Map(res.channels.map((h) => [h.channel, h]));
+    const result: Record<string, DeltaChannelHistory> = {};
+    for (const channel of channels) {
+      if (Object.prototype.hasOwnProperty.call(result, channel)) continue;
+      const history = byChannel.get(channel);
+      if (history === undefined) {
+        throw new Error(`checkpointd returned no delta channel history for channel ${JSON.stringify(channel)}`);
+      }
+      result[channel] = await this.loadDeltaChannelHistory(history);
+    }
+    return result;
+  }
+
   override async deleteThread(threadId: Id): Promise<void> {
     await this.client.deleteThread({ threadId: String(threadId) });
   }
@@ -430,6 +475,32 @@ export class GrpcCheckpointSaver extends BaseCheckpointSaver {
     return (await this.serde.loadsTyped(type, dumped)) as CheckpointMetadata;
   }
 
+  /** A pending write as `getTuple` returns it: the value decoded (interrupts from Python's layout). */
+  private async loadWrite(w: WirePendingWrite): Promise<CheckpointPendingWrite> {
+    const value = await this.serde.loadsTyped(w.value?.type ?? "", w.value?.data ?? EMPTY);
+    return [w.taskId, w.channel, w.channel === INTERRUPT ? interruptsFromPython(value) : value];
+  }
+
+  /** One channel's history: writes kept in the server's order (oldest checkpoint first). */
+  private async loadDeltaChannelHistory(h: WireDeltaChannelHistory): Promise<DeltaChannelHistory> {
+    const writes = await Promise.all(h.writes.map((w) => this.loadWrite(w)));
+    if (h.seedBlob !== undefined) {
+      return { writes, seed: await this.serde.loadsTyped(h.seedBlob.type, h.seedBlob.data ?? EMPTY) };
+    }
+    if (h.seedInlineJson !== undefined) {
+      let seed: unknown;
+      try {
+        seed = JSON.parse(utf8.decode(h.seedInlineJson));
+      } catch (err) {
+        throw new Error(`checkpointd returned an invalid inline seed for channel ${JSON.stringify(h.channel)}: ${String(err)}`, {
+          cause: err,
+        });
+      }
+      return { writes, seed };
+    }
+    return { writes };
+  }
+
   private async loadTuple(t: WireTuple): Promise<CheckpointTuple> {
     const document = parseJson(t.checkpointJson, "checkpoint");
     const metadata = parseJson(t.metadataJson, "metadata");
@@ -468,12 +539,7 @@ export class GrpcCheckpointSaver extends BaseCheckpointSaver {
     const sorted = [...t.pendingWrites].sort((a, b) =>
       compareWritesSortKeys(writesSortKey(a.taskPath, a.taskId, a.idx), writesSortKey(b.taskPath, b.taskId, b.idx)),
     );
-    const pendingWrites: CheckpointPendingWrite[] = await Promise.all(
-      sorted.map(async (w) => {
-        const value = await this.serde.loadsTyped(w.value?.type ?? "", w.value?.data ?? EMPTY);
-        return [w.taskId, w.channel, w.channel === INTERRUPT ? interruptsFromPython(value) : value] as CheckpointPendingWrite;
-      }),
-    );
+    const pendingWrites = await Promise.all(sorted.map((w) => this.loadWrite(w)));
 
     return {
       config: { configurable: { thread_id: threadId, checkpoint_ns: checkpointNs, checkpoint_id: checkpointId } },

@@ -1,10 +1,19 @@
-//! List: one page of checkpoints, newest first, resuming after a keyset cursor.
+//! List: one server-side cursor per stream, resuming after a keyset cursor.
 //!
-//! Pages keep server memory flat for threads of any length, and each page is its own short
-//! transaction, so a slow reader holds no connection between pages. The sort key is the
-//! checkpoint id (as LangGraph sorts) made unique by the columns the query does not fix, so the
-//! cursor never skips or repeats a row; when thread and namespace are fixed the page is a range
-//! scan of the primary key.
+//! A stream declares one cursor inside one read-only transaction and fetches it page by page,
+//! so the matching rows are found and sorted once, however many pages they fill. Each page goes
+//! to the consumer through a one-page channel; when the consumer stops reading for a while (or
+//! the transaction has been open long enough) the transaction ends and the connection goes back
+//! to the pool, and the next transaction declares the cursor again after the last row sent. The
+//! sort key is the checkpoint id (as LangGraph sorts) made unique by the columns the query does
+//! not fix, so resuming never skips or repeats a row.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::SendTimeoutError;
+use tokio::time::Instant;
 
 use diesel::QueryResult;
 use diesel::sql_types::{BigInt, Jsonb, Text};
@@ -13,6 +22,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use crate::domain::{CheckpointTuple, ListQuery};
+use crate::storage::StorageError;
 use crate::storage::json::JsonText;
 use crate::storage::ops::read::{CHECKPOINT_COLUMNS, TupleRow, tuple_query};
 use crate::storage::ops::{Access, Operation};
@@ -26,11 +36,161 @@ pub(crate) struct ListCursor {
     pub(crate) thread_id: String,
 }
 
-/// One page of a list.
-pub(crate) struct ListPageOp<'a> {
+/// The name of a list stream's cursor; each transaction declares at most one.
+const CURSOR: &str = "checkpointd_list";
+
+/// The rows a list cursor selects: after `after`, at most `limit`.
+pub(crate) struct ListSelect<'a> {
     pub(crate) query: &'a ListQuery,
     pub(crate) after: Option<&'a ListCursor>,
-    pub(crate) size: u64,
+    pub(crate) limit: Option<u64>,
+}
+
+/// How a list stream paces its cursor.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScanPacing {
+    /// Rows in the first fetch; each later fetch doubles, up to `page_size`.
+    pub(crate) first_page: u64,
+    /// The most rows in one fetch (and one message to the consumer).
+    pub(crate) page_size: u64,
+    /// How long a fetched page waits for a slow consumer before the transaction ends.
+    pub(crate) idle_release: Duration,
+    /// How long one transaction may stream before it ends and the next resumes.
+    pub(crate) max_hold: Duration,
+}
+
+/// Pages for the consumer of a list stream (the error, when the stream fails, comes last).
+pub(crate) type PageSender = mpsc::Sender<Result<Vec<CheckpointTuple>, StorageError>>;
+
+/// Why one transaction of a list stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ScanOutcome {
+    /// Every row was fetched (the last page may still be waiting in [`ListScanOp::take_unsent`]).
+    Finished,
+    /// The consumer was slow or the transaction old: resume in a new transaction.
+    Paused,
+    /// The consumer is gone.
+    ConsumerGone,
+}
+
+/// Where a list stream stands, across its transactions and retries.
+#[derive(Debug, Default)]
+struct ScanProgress {
+    after: Option<ListCursor>,
+    remaining: Option<u64>,
+    unsent: Option<Vec<CheckpointTuple>>,
+    finished: bool,
+    page_size: u64,
+}
+
+/// The rows of one list stream, fetched through a server-side cursor in as few transactions as
+/// the consumer's pace allows. A retried attempt resumes after the last row it handed over.
+pub(crate) struct ListScanOp<'a> {
+    query: &'a ListQuery,
+    pages: &'a PageSender,
+    pacing: ScanPacing,
+    progress: Mutex<ScanProgress>,
+}
+
+impl<'a> ListScanOp<'a> {
+    pub(crate) fn new(query: &'a ListQuery, pages: &'a PageSender, pacing: ScanPacing) -> Self {
+        let progress = ScanProgress {
+            remaining: query.limit,
+            finished: query.matches_nothing(),
+            page_size: pacing.first_page.clamp(1, pacing.page_size.max(1)),
+            ..ScanProgress::default()
+        };
+        Self { query, pages, pacing, progress: Mutex::new(progress) }
+    }
+
+    /// True once every row has been fetched.
+    pub(crate) fn finished(&self) -> bool {
+        self.progress().finished
+    }
+
+    /// The page a slow consumer had not taken when the transaction ended.
+    pub(crate) fn take_unsent(&self) -> Option<Vec<CheckpointTuple>> {
+        self.progress().unsent.take()
+    }
+
+    fn progress(&self) -> std::sync::MutexGuard<'_, ScanProgress> {
+        self.progress.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The rows not handed over yet: all of them (`DECLARE`), or the next `page` of them.
+    fn rows_after(&self, page: Option<u64>) -> Statement<'static> {
+        let progress = self.progress();
+        let limit = page.or(progress.remaining);
+        let select = ListSelect { query: self.query, after: progress.after.as_ref(), limit };
+        if page.is_some() { select.select() } else { select.declare() }
+    }
+
+    /// The next fetch's size, or `None` when nothing is left.
+    fn next_fetch(&self) -> Option<u64> {
+        let progress = self.progress();
+        let size = progress.remaining.map_or(progress.page_size, |left| left.min(progress.page_size));
+        (!progress.finished && size > 0).then_some(size)
+    }
+
+    /// Records a fetched page: the cursor moves past it, and the stream ends after a short one.
+    fn advance(&self, page: &[CheckpointTuple], asked: u64) {
+        let mut progress = self.progress();
+        let fetched = page.len() as u64;
+        progress.remaining = progress.remaining.map(|left| left.saturating_sub(fetched));
+        progress.finished = fetched < asked || progress.remaining == Some(0);
+        if let Some(last) = page.last() {
+            progress.after = Some(ListCursor::after(last));
+        }
+        progress.page_size = (progress.page_size * 2).min(self.pacing.page_size.max(1));
+    }
+
+    /// Hands a page to the consumer, waiting at most `idle_release` for it to make room.
+    async fn hand_over(&self, page: Vec<CheckpointTuple>) -> Option<ScanOutcome> {
+        match self.pages.send_timeout(Ok(page), self.pacing.idle_release).await {
+            Ok(()) => None,
+            Err(SendTimeoutError::Closed(_)) => Some(ScanOutcome::ConsumerGone),
+            Err(SendTimeoutError::Timeout(Ok(page))) => {
+                self.progress().unsent = Some(page);
+                Some(ScanOutcome::Paused)
+            }
+            Err(SendTimeoutError::Timeout(Err(_))) => Some(ScanOutcome::Paused),
+        }
+    }
+
+    async fn scan(&self, conn: &mut AsyncPgConnection) -> QueryResult<ScanOutcome> {
+        if self.progress().unsent.is_some() {
+            return Ok(ScanOutcome::Paused);
+        }
+        let Some(mut size) = self.next_fetch() else {
+            return Ok(ScanOutcome::Finished);
+        };
+        let started = Instant::now();
+        // A primary-key range pages cheaply by itself; anything else is found and sorted once.
+        let use_cursor = !self.query.is_key_range();
+        if use_cursor {
+            self.rows_after(None).execute(conn).await?;
+        }
+        loop {
+            let fetch = if use_cursor {
+                Statement::new(format!("FETCH {size} FROM {CURSOR}"))
+            } else {
+                self.rows_after(Some(size))
+            };
+            let rows: Vec<TupleRow> = fetch.load(conn).await?;
+            let page: Vec<CheckpointTuple> = rows.into_iter().map(TupleRow::into_tuple).collect();
+            self.advance(&page, size);
+            if !page.is_empty()
+                && let Some(outcome) = self.hand_over(page).await
+            {
+                return Ok(outcome);
+            }
+            match self.next_fetch() {
+                None => return Ok(ScanOutcome::Finished),
+                Some(_) if started.elapsed() >= self.pacing.max_hold => return Ok(ScanOutcome::Paused),
+                Some(next) => size = next,
+            }
+        }
+    }
 }
 
 /// A column of the list's sort key.
@@ -63,59 +223,71 @@ fn key_columns(query: &ListQuery) -> Vec<KeyColumn> {
     columns
 }
 
-/// A value bound to a list page's placeholder.
-enum Param<'a> {
-    Text(&'a str),
-    Json(&'a str),
+/// A value bound to a list cursor's placeholder.
+enum Param {
+    Text(String),
+    Json(String),
     Count(i64),
-    Texts(&'a [String]),
+    Texts(Vec<String>),
 }
 
-impl<'a> ListPageOp<'a> {
-    pub(crate) fn statement(&self) -> Statement<'a> {
+impl ListSelect<'_> {
+    /// `DECLARE` of the stream's cursor over these rows.
+    pub(crate) fn declare(&self) -> Statement<'static> {
+        self.build(&format!("DECLARE {CURSOR} NO SCROLL CURSOR FOR "))
+    }
+
+    /// The rows as one `SELECT`.
+    pub(crate) fn select(&self) -> Statement<'static> {
+        self.build("")
+    }
+
+    fn build(&self, prefix: &str) -> Statement<'static> {
         let query = self.query;
         let keys = key_columns(query);
-        let mut params: Vec<Param<'a>> = Vec::new();
-        let mut placeholder = |param: Param<'a>| {
+        let mut params: Vec<Param> = Vec::new();
+        let mut placeholder = |param: Param| {
             params.push(param);
             format!("${}", params.len())
         };
         let mut wheres: Vec<String> = Vec::new();
         if let Some(thread_id) = &query.thread_id {
-            wheres.push(format!("thread_id = {}", placeholder(Param::Text(thread_id))));
+            wheres.push(format!("thread_id = {}", placeholder(Param::Text(thread_id.clone()))));
         }
         if let Some(ns) = &query.checkpoint_ns {
-            wheres.push(format!("checkpoint_ns = {}", placeholder(Param::Text(ns))));
+            wheres.push(format!("checkpoint_ns = {}", placeholder(Param::Text(ns.clone()))));
         }
         if let Some(id) = &query.checkpoint_id {
-            wheres.push(format!("checkpoint_id = {}", placeholder(Param::Text(id))));
+            wheres.push(format!("checkpoint_id = {}", placeholder(Param::Text(id.clone()))));
         }
         if let Some(filter) = query.filter.as_ref().filter(|f| !f.is_empty_object()) {
-            wheres.push(format!("metadata @> {}", placeholder(Param::Json(filter.as_str()))));
+            wheres.push(format!("metadata @> {}", placeholder(Param::Json(filter.as_str().to_owned()))));
         }
         if let Some(prefixes) = &query.thread_prefixes {
-            let array = placeholder(Param::Texts(prefixes));
+            let array = placeholder(Param::Texts(prefixes.clone()));
             wheres.push(format!(
                 "EXISTS (SELECT 1 FROM unnest({array}::text[]) AS p(prefix) WHERE starts_with(thread_id, p.prefix))"
             ));
         }
         if let Some(before) = &query.before {
-            wheres.push(format!("checkpoint_id < {}", placeholder(Param::Text(before))));
+            wheres.push(format!("checkpoint_id < {}", placeholder(Param::Text(before.clone()))));
         }
         if let Some(cursor) = self.after {
-            let values: Vec<String> = keys.iter().map(|key| placeholder(Param::Text(cursor.value(*key)))).collect();
+            let values: Vec<String> =
+                keys.iter().map(|key| placeholder(Param::Text(cursor.value(*key).to_owned()))).collect();
             let names: Vec<&str> = keys.iter().map(|key| key.name()).collect();
             wheres.push(format!("({}) < ({})", names.join(", "), values.join(", ")));
         }
-        let limit = placeholder(Param::Count(i64::try_from(self.size).unwrap_or(i64::MAX)));
+        let limit = match self.limit {
+            Some(limit) => format!(" LIMIT {}", placeholder(Param::Count(i64::try_from(limit).unwrap_or(i64::MAX)))),
+            None => String::new(),
+        };
         let where_sql = if wheres.is_empty() { String::new() } else { format!("WHERE {}", wheres.join(" AND ")) };
         let order: Vec<String> = keys.iter().map(|key| format!("{} DESC", key.name())).collect();
         let outer_order: Vec<String> = keys.iter().map(|key| format!("c.{} DESC", key.name())).collect();
-        let page = format!(
-            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints {where_sql} ORDER BY {} LIMIT {limit}",
-            order.join(", ")
-        );
-        let sql = tuple_query(&page, &outer_order.join(", "));
+        let page =
+            format!("SELECT {CHECKPOINT_COLUMNS} FROM checkpoints {where_sql} ORDER BY {}{limit}", order.join(", "));
+        let sql = format!("{prefix}{}", tuple_query(&page, &outer_order.join(", ")));
         params.into_iter().fold(Statement::new(sql), |statement, param| match param {
             Param::Text(value) => statement.bind::<Text, _>(value),
             Param::Json(value) => statement.bind::<Jsonb, _>(JsonText(value)),
@@ -144,8 +316,8 @@ impl ListCursor {
     }
 }
 
-impl Operation for ListPageOp<'_> {
-    type Output = Vec<CheckpointTuple>;
+impl Operation for ListScanOp<'_> {
+    type Output = ScanOutcome;
 
     fn name(&self) -> &'static str {
         "list"
@@ -160,12 +332,7 @@ impl Operation for ListPageOp<'_> {
     }
 
     fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<Self::Output>> {
-        let statement = self.statement();
-        async move {
-            let rows: Vec<TupleRow> = statement.load(conn).await?;
-            Ok(rows.into_iter().map(TupleRow::into_tuple).collect())
-        }
-        .boxed()
+        self.scan(conn).boxed()
     }
 }
 
@@ -174,8 +341,8 @@ mod tests {
     use super::*;
 
     fn page_sql(query: &ListQuery, after: Option<&ListCursor>) -> String {
-        let op = ListPageOp { query, after, size: 10 };
-        diesel::debug_query::<diesel::pg::Pg, _>(&op.statement()).to_string()
+        let select = ListSelect { query, after, limit: Some(10) };
+        diesel::debug_query::<diesel::pg::Pg, _>(&select.declare()).to_string()
     }
 
     fn cursor() -> ListCursor {

@@ -6,6 +6,7 @@
 
 mod copy;
 mod delete;
+mod delta;
 mod list;
 mod prune;
 mod put;
@@ -18,7 +19,8 @@ use futures_util::future::BoxFuture;
 
 pub(crate) use copy::CopyThreadOp;
 pub(crate) use delete::{DeleteForRunsOp, DeleteThreadOp};
-pub(crate) use list::{ListCursor, ListPageOp};
+pub(crate) use delta::DeltaHistoryOp;
+pub(crate) use list::{ListScanOp, ListSelect, PageSender, ScanOutcome, ScanPacing};
 pub(crate) use prune::{KeepLatestOutcome, PruneDeleteOp, PruneKeepLatestOp, RefuseDeltaThreadsOp};
 pub(crate) use put::{PUT_SQL, PutManyOp, PutOp};
 pub(crate) use read::{GET_LATEST_SQL, GetTupleOp};

@@ -770,6 +770,9 @@ class CheckpointdClient:
     def prune(self, request: pb.PruneRequest, *, timeout: float | None = ...) -> pb.PruneResponse:  # type: ignore[assignment]
         return self._unary("Prune", request, timeout)
 
+    def get_delta_channel_history(self, request: pb.GetDeltaChannelHistoryRequest, *, timeout: float | None = ...) -> pb.GetDeltaChannelHistoryResponse:  # type: ignore[assignment]
+        return self._unary("GetDeltaChannelHistory", request, timeout)
+
     def health(self, service: str = SERVICE_NAME, *, timeout: float | None = 5.0) -> str:
         """The gRPC health status of ``service``: "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"...
 
@@ -838,6 +841,9 @@ class CheckpointdClient:
     async def aprune(self, request: pb.PruneRequest, *, timeout: float | None = ...) -> pb.PruneResponse:  # type: ignore[assignment]
         return await self._aunary("Prune", request, timeout)
 
+    async def aget_delta_channel_history(self, request: pb.GetDeltaChannelHistoryRequest, *, timeout: float | None = ...) -> pb.GetDeltaChannelHistoryResponse:  # type: ignore[assignment]
+        return await self._aunary("GetDeltaChannelHistory", request, timeout)
+
     async def ahealth(self, service: str = SERVICE_NAME, *, timeout: float | None = 5.0) -> str:
         fn = self._aio_entry().health
         try:
@@ -859,6 +865,7 @@ _ASYNC_NAMES = {
     "DeleteForRuns": "adelete_for_runs",
     "CopyThread": "acopy_thread",
     "Prune": "aprune",
+    "GetDeltaChannelHistory": "aget_delta_channel_history",
 }
 
 

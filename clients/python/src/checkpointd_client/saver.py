@@ -14,7 +14,9 @@ A drop-in replacement for ``AsyncPostgresSaver`` / ``PostgresSaver`` (langgraph-
   version (written by LangGraph.js) is continued as an integer;
 * reads overlay blobs on inline values, skip ``"empty"`` blobs, return pending writes in
   ``writes_sort_key`` order, and fold a legacy (v < 4) checkpoint's pending sends into
-  ``channel_values["__pregel_tasks"]``.
+  ``channel_values["__pregel_tasks"]``;
+* ``get_delta_channel_history`` is one ``GetDeltaChannelHistory`` call: the server walks the
+  parent chain with the Postgres saver's rules; the seed and the writes are deserialized here.
 
 Every method is implemented natively twice: sync over a ``grpc`` channel and async over
 ``grpc.aio``. As with ``AsyncPostgresSaver``, a sync method called on the thread of a running event
@@ -29,7 +31,7 @@ import contextlib
 import json
 import math
 import random
-from collections.abc import AsyncIterator, Callable, Generator, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -43,7 +45,6 @@ from langgraph.checkpoint.base import (
     CheckpointMetadata,
     CheckpointTuple,
     DeltaChannelHistory,
-    PendingWrite,
     get_checkpoint_id,
     get_serializable_checkpoint_metadata,
     writes_sort_key,
@@ -654,108 +655,57 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
             first_thread.append(t.config.thread_id)
         return t.config.thread_id == first_thread[0]
 
-    # --- get_delta_channel_history (the Postgres saver's semantics, over GetTuple)
+    # --- get_delta_channel_history (one GetDeltaChannelHistory call)
 
-    def _delta_history(
+    def _delta_history_request(
         self, config: RunnableConfig, channels: Sequence[str]
-    ) -> Generator[pb.GetTupleRequest, pb.CheckpointTuple | None, dict[str, DeltaChannelHistory]]:
-        """Sans-IO walk shared by the sync and async methods: yields GetTuple requests, is sent the
-        tuples (None when missing), returns the histories.
-
-        Mirrors ``PostgresSaver.get_delta_channel_history`` rather than the base class default,
-        because the two differ at the edges: only ancestors whose id is not greater than the
-        target's are part of the chain; a walk stops at an ancestor with a non-"empty" blob or an
-        inline value that is not None (JSON null does not stop it); the seed is taken only when
-        the channel has a version at that ancestor.
-        """
-        channels = list(channels)
-        thread_id = _text(config["configurable"]["thread_id"])
-        checkpoint_ns = _text(config["configurable"].get("checkpoint_ns", ""))
-        checkpoint_id = get_checkpoint_id(config)
-        empty: dict[str, DeltaChannelHistory] = {ch: {"writes": []} for ch in channels}
-        if thread_id is None or checkpoint_ns is None:
-            return empty
-        request = pb.GetTupleRequest(thread_id=thread_id, checkpoint_ns=checkpoint_ns)
-        if checkpoint_id:
-            request.checkpoint_id = _text(checkpoint_id)
-        target = yield request
+    ) -> pb.GetDeltaChannelHistoryRequest | None:
+        """The request for ``channels`` at the checkpoint ``config`` names (the latest of its
+        namespace without a checkpoint id), or None when nothing can match (see ``_get_request``)."""
+        target = self._get_request(config)
         if target is None:
-            return empty
-        target_id = target.config.checkpoint_id
+            return None
+        req = pb.GetDeltaChannelHistoryRequest(
+            thread_id=target.thread_id, checkpoint_ns=target.checkpoint_ns, channels=list(channels)
+        )
+        if target.HasField("checkpoint_id"):
+            req.checkpoint_id = target.checkpoint_id
+        return req
 
-        chain_writes: dict[str, list[tuple[str, str, str, bytes, str, int]]] = {ch: [] for ch in channels}
-        seeds: dict[str, Any] = {}
-        remaining = list(channels)
-        cursor = target.parent_config.checkpoint_id if target.HasField("parent_config") else ""
-        while cursor and remaining and cursor <= target_id:
-            row = yield pb.GetTupleRequest(thread_id=thread_id, checkpoint_ns=checkpoint_ns, checkpoint_id=cursor)
-            if row is None:
-                break
-            document = json.loads(row.checkpoint_json)
-            inline_values = document.get("channel_values") or {}
-            versions = document.get("channel_versions") or {}
-            blobs = {b.channel: b.value for b in row.channel_values}
-            # newest first within the checkpoint; the whole list is reversed at the end
-            writes = sorted(
-                row.pending_writes, key=lambda w: writes_sort_key(w.task_path, w.task_id, w.idx), reverse=True
-            )
-            for ch in list(remaining):
-                chain_writes[ch].extend(
-                    (w.task_id, ch, w.value.type, w.value.data) for w in writes if w.channel == ch
-                )
-                blob = blobs.get(ch)
-                has_blob = blob is not None and blob.type != "empty"
-                inline = inline_values.get(ch)
-                if has_blob or inline is not None:
-                    remaining.remove(ch)
-                    if versions.get(ch) is not None:
-                        if has_blob:
-                            seeds[ch] = self.serde.loads_typed((blob.type, blob.data))
-                        elif blob is None:
-                            seeds[ch] = inline
-            cursor = row.parent_config.checkpoint_id if row.HasField("parent_config") else ""
+    @staticmethod
+    def _no_delta_history(channels: Sequence[str]) -> dict[str, DeltaChannelHistory]:
+        """The answer for a missing checkpoint: no writes and no seed for every channel."""
+        return {ch: {"writes": []} for ch in channels}
 
-        result: dict[str, DeltaChannelHistory] = {}
-        for ch in channels:
-            collected: list[PendingWrite] = [
-                (task_id, channel, self.serde.loads_typed((type_, data)))
-                for task_id, channel, type_, data in chain_writes[ch]
+    @staticmethod
+    def _delta_history_size(resp: pb.GetDeltaChannelHistoryResponse) -> int:
+        """The serialized bytes that loading ``resp`` (see ``_load_delta_history``) deserializes."""
+        size = 0
+        for history in resp.channels:
+            size += sum(len(w.value.data) for w in history.writes)
+            if history.WhichOneof("seed") == "seed_blob":
+                size += len(history.seed_blob.data)
+        return size
+
+    def _load_delta_history(self, resp: pb.GetDeltaChannelHistoryResponse) -> dict[str, DeltaChannelHistory]:
+        """The histories of a response, in its order (the order asked, each channel once)."""
+        return {history.channel: self._load_channel_history(history) for history in resp.channels}
+
+    def _load_channel_history(self, history: pb.DeltaChannelHistory) -> DeltaChannelHistory:
+        """One channel's writes (oldest first) and seed, deserialized as ``get_tuple`` does: writes
+        and blobs with ``self.serde``, an inline value as JSON (as in the checkpoint document)."""
+        entry: DeltaChannelHistory = {
+            "writes": [
+                (w.task_id, w.channel, self.serde.loads_typed((w.value.type, w.value.data))) for w in history.writes
             ]
-            collected.reverse()
-            entry: DeltaChannelHistory = {"writes": collected}
-            if ch in seeds:
-                entry["seed"] = seeds[ch]
-            result[ch] = entry
-        return result
-
-    def get_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        self._check_sync("aget_delta_channel_history")
-        if not channels:
-            return {}
-        steps = self._delta_history(config, channels)
-        try:
-            request = next(steps)
-            while True:
-                resp = self.client.get_tuple(request)
-                request = steps.send(resp.tuple if resp.HasField("tuple") else None)
-        except StopIteration as done:
-            return done.value
-
-    async def aget_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        if not channels:
-            return {}
-        steps = self._delta_history(config, channels)
-        try:
-            request = next(steps)
-            while True:
-                resp = await self.client.aget_tuple(request)
-                request = steps.send(resp.tuple if resp.HasField("tuple") else None)
-        except StopIteration as done:
-            return done.value
+        }
+        seed = history.WhichOneof("seed")
+        if seed == "seed_blob":
+            blob = history.seed_blob
+            entry["seed"] = self.serde.loads_typed((blob.type, blob.data if blob.HasField("data") else None))
+        elif seed == "seed_inline_json":
+            entry["seed"] = json.loads(history.seed_inline_json)
+        return entry
 
     # --- (de)serialization in async methods: on the event loop, or in a worker thread
 
@@ -825,6 +775,25 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
             return None
         self._learn_sizes(resp.tuple)
         return self._load_tuple(resp.tuple)
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """What a ``DeltaChannel`` needs to rebuild each of ``channels`` at the checkpoint ``config``
+        names (its latest without a checkpoint id): the writes along its ancestors, oldest first,
+        and the nearest stored value as ``seed`` (omitted when the walk found none).
+
+        One ``GetDeltaChannelHistory`` call, with the Postgres saver's semantics (the server walks
+        the parent chain); a channel named twice is answered once (the Postgres saver repeats its
+        writes, the base class does not). No channels: ``{}`` without a call.
+        """
+        self._check_sync("aget_delta_channel_history")
+        if not channels:
+            return {}
+        req = self._delta_history_request(config, channels)
+        if req is None:
+            return self._no_delta_history(channels)
+        return self._load_delta_history(self.client.get_delta_channel_history(req))
 
     def list(
         self,
@@ -908,6 +877,19 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
             return None
         self._learn_sizes(resp.tuple)
         return await self._aload_tuple(resp.tuple)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """Async ``get_delta_channel_history``: one call, deserialized on the loop or in a worker
+        thread by size (see ``inline_serde_max_bytes``)."""
+        if not channels:
+            return {}
+        req = self._delta_history_request(config, channels)
+        if req is None:
+            return self._no_delta_history(channels)
+        resp = await self.client.aget_delta_channel_history(req)
+        return await self._aserde(self._delta_history_size(resp), self._load_delta_history, resp)
 
     async def alist(
         self,

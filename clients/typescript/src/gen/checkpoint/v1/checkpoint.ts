@@ -292,6 +292,36 @@ export interface PruneRequest {
 export interface PruneResponse {
 }
 
+export interface GetDeltaChannelHistoryRequest {
+  threadId: string;
+  /** "" is the root graph's namespace. */
+  checkpointNs: string;
+  /** Absent: the latest checkpoint of the namespace. */
+  checkpointId?:
+    | string
+    | undefined;
+  /** The channels to rebuild; duplicates are answered once. */
+  channels: string[];
+}
+
+export interface GetDeltaChannelHistoryResponse {
+  /** One entry per distinct requested channel, in request order. */
+  channels: DeltaChannelHistory[];
+}
+
+/** DeltaChannelHistory is one channel's seed and the writes to replay on top of it. */
+export interface DeltaChannelHistory {
+  channel: string;
+  /** The channel's writes along the walk, oldest first; each write's channel is this channel. */
+  writes: PendingWrite[];
+  /** A blob-stored value (never of type "empty"). */
+  seedBlob?:
+    | TypedValue
+    | undefined;
+  /** A value kept inline in the checkpoint document (None, str, int, float, bool): UTF-8 JSON. */
+  seedInlineJson?: Uint8Array | undefined;
+}
+
 function createBaseTypedValue(): TypedValue {
   return { type: "", data: undefined };
 }
@@ -1970,6 +2000,245 @@ export const PruneResponse: MessageFns<PruneResponse> = {
   },
 };
 
+function createBaseGetDeltaChannelHistoryRequest(): GetDeltaChannelHistoryRequest {
+  return { threadId: "", checkpointNs: "", checkpointId: undefined, channels: [] };
+}
+
+export const GetDeltaChannelHistoryRequest: MessageFns<GetDeltaChannelHistoryRequest> = {
+  encode(message: GetDeltaChannelHistoryRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.threadId !== "") {
+      writer.uint32(10).string(message.threadId);
+    }
+    if (message.checkpointNs !== "") {
+      writer.uint32(18).string(message.checkpointNs);
+    }
+    if (message.checkpointId !== undefined) {
+      writer.uint32(26).string(message.checkpointId);
+    }
+    for (const v of message.channels) {
+      writer.uint32(34).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetDeltaChannelHistoryRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetDeltaChannelHistoryRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.threadId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.checkpointNs = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.checkpointId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.channels.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<GetDeltaChannelHistoryRequest>): GetDeltaChannelHistoryRequest {
+    return GetDeltaChannelHistoryRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetDeltaChannelHistoryRequest>): GetDeltaChannelHistoryRequest {
+    const message = createBaseGetDeltaChannelHistoryRequest();
+    message.threadId = object.threadId ?? "";
+    message.checkpointNs = object.checkpointNs ?? "";
+    message.checkpointId = object.checkpointId ?? undefined;
+    message.channels = object.channels?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseGetDeltaChannelHistoryResponse(): GetDeltaChannelHistoryResponse {
+  return { channels: [] };
+}
+
+export const GetDeltaChannelHistoryResponse: MessageFns<GetDeltaChannelHistoryResponse> = {
+  encode(message: GetDeltaChannelHistoryResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.channels) {
+      DeltaChannelHistory.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetDeltaChannelHistoryResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetDeltaChannelHistoryResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.channels.push(DeltaChannelHistory.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<GetDeltaChannelHistoryResponse>): GetDeltaChannelHistoryResponse {
+    return GetDeltaChannelHistoryResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetDeltaChannelHistoryResponse>): GetDeltaChannelHistoryResponse {
+    const message = createBaseGetDeltaChannelHistoryResponse();
+    message.channels = object.channels?.map((e) => DeltaChannelHistory.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseDeltaChannelHistory(): DeltaChannelHistory {
+  return { channel: "", writes: [], seedBlob: undefined, seedInlineJson: undefined };
+}
+
+export const DeltaChannelHistory: MessageFns<DeltaChannelHistory> = {
+  encode(message: DeltaChannelHistory, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.channel !== "") {
+      writer.uint32(10).string(message.channel);
+    }
+    for (const v of message.writes) {
+      PendingWrite.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.seedBlob !== undefined) {
+      TypedValue.encode(message.seedBlob, writer.uint32(26).fork()).join();
+    }
+    if (message.seedInlineJson !== undefined) {
+      writer.uint32(34).bytes(message.seedInlineJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeltaChannelHistory {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeltaChannelHistory();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.channel = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.writes.push(PendingWrite.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.seedBlob = TypedValue.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.seedInlineJson = reader.bytes();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<DeltaChannelHistory>): DeltaChannelHistory {
+    return DeltaChannelHistory.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeltaChannelHistory>): DeltaChannelHistory {
+    const message = createBaseDeltaChannelHistory();
+    message.channel = object.channel ?? "";
+    message.writes = object.writes?.map((e) => PendingWrite.fromPartial(e)) || [];
+    message.seedBlob = (object.seedBlob !== undefined && object.seedBlob !== null)
+      ? TypedValue.fromPartial(object.seedBlob)
+      : undefined;
+    message.seedInlineJson = object.seedInlineJson ?? undefined;
+    return message;
+  },
+};
+
 /** CheckpointService stores and reads LangGraph checkpoints, their channel values and pending writes. */
 export type CheckpointServiceService = typeof CheckpointServiceService;
 export const CheckpointServiceService = {
@@ -2031,8 +2300,9 @@ export const CheckpointServiceService = {
   /**
    * List streams checkpoints newest first (ordered by checkpoint_id descending), one per message
    * (LangGraph `list`). Every filter that is set narrows the result; no match is an empty stream.
-   * The server reads the database page by page, so a thread with any number of checkpoints streams in
-   * constant server memory, and a slow reader holds no database connection between pages.
+   * The server finds and sorts the matching rows once (one server-side cursor) and sends them page by
+   * page, so a stream of any length costs one scan and constant server memory; a reader that stops
+   * reading for a second gives the database connection back, and the stream resumes where it stopped.
    * Errors: INVALID_ARGUMENT, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL; an error in
    * the middle of a stream ends it after the messages already sent.
    */
@@ -2115,6 +2385,33 @@ export const CheckpointServiceService = {
     responseSerialize: (value: PruneResponse): Buffer => Buffer.from(PruneResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PruneResponse => PruneResponse.decode(value),
   },
+  /**
+   * GetDeltaChannelHistory returns, for each requested channel, what a LangGraph DeltaChannel needs
+   * to rebuild its value at a checkpoint (LangGraph `get_delta_channel_history`, beta), in one call:
+   * - The target is checkpoint_id, or without it the latest checkpoint of the namespace.
+   * - Each channel's walk starts at the target's parent and follows parent_checkpoint_id within the
+   *   thread and namespace until it reaches a checkpoint that stores a value for the channel (a blob
+   *   of a type other than "empty" at the channel's version, or a non-null inline value): that value
+   *   is the seed (an inline value only when the checkpoint has a version for the channel, as in
+   *   LangGraph's saver). The walk also stops at a root or at a parent that does not exist (no seed).
+   * - `writes` are that channel's pending writes at every checkpoint of the walk (the seed's
+   *   included), oldest checkpoint first, each checkpoint's writes ordered by (task_path, task_id, idx).
+   * A missing thread or target checkpoint is not an error: every channel comes back with no writes
+   * and no seed. Channels are returned in the order asked, once each.
+   * Errors: INVALID_ARGUMENT, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL.
+   */
+  getDeltaChannelHistory: {
+    path: "/checkpoint.v1.CheckpointService/GetDeltaChannelHistory" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetDeltaChannelHistoryRequest): Buffer =>
+      Buffer.from(GetDeltaChannelHistoryRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetDeltaChannelHistoryRequest => GetDeltaChannelHistoryRequest.decode(value),
+    responseSerialize: (value: GetDeltaChannelHistoryResponse): Buffer =>
+      Buffer.from(GetDeltaChannelHistoryResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetDeltaChannelHistoryResponse =>
+      GetDeltaChannelHistoryResponse.decode(value),
+  },
 } as const;
 
 export interface CheckpointServiceServer extends UntypedServiceImplementation {
@@ -2152,8 +2449,9 @@ export interface CheckpointServiceServer extends UntypedServiceImplementation {
   /**
    * List streams checkpoints newest first (ordered by checkpoint_id descending), one per message
    * (LangGraph `list`). Every filter that is set narrows the result; no match is an empty stream.
-   * The server reads the database page by page, so a thread with any number of checkpoints streams in
-   * constant server memory, and a slow reader holds no database connection between pages.
+   * The server finds and sorts the matching rows once (one server-side cursor) and sends them page by
+   * page, so a stream of any length costs one scan and constant server memory; a reader that stops
+   * reading for a second gives the database connection back, and the stream resumes where it stopped.
    * Errors: INVALID_ARGUMENT, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL; an error in
    * the middle of a stream ends it after the messages already sent.
    */
@@ -2194,6 +2492,22 @@ export interface CheckpointServiceServer extends UntypedServiceImplementation {
    * DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL.
    */
   prune: handleUnaryCall<PruneRequest, PruneResponse>;
+  /**
+   * GetDeltaChannelHistory returns, for each requested channel, what a LangGraph DeltaChannel needs
+   * to rebuild its value at a checkpoint (LangGraph `get_delta_channel_history`, beta), in one call:
+   * - The target is checkpoint_id, or without it the latest checkpoint of the namespace.
+   * - Each channel's walk starts at the target's parent and follows parent_checkpoint_id within the
+   *   thread and namespace until it reaches a checkpoint that stores a value for the channel (a blob
+   *   of a type other than "empty" at the channel's version, or a non-null inline value): that value
+   *   is the seed (an inline value only when the checkpoint has a version for the channel, as in
+   *   LangGraph's saver). The walk also stops at a root or at a parent that does not exist (no seed).
+   * - `writes` are that channel's pending writes at every checkpoint of the walk (the seed's
+   *   included), oldest checkpoint first, each checkpoint's writes ordered by (task_path, task_id, idx).
+   * A missing thread or target checkpoint is not an error: every channel comes back with no writes
+   * and no seed. Channels are returned in the order asked, once each.
+   * Errors: INVALID_ARGUMENT, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL.
+   */
+  getDeltaChannelHistory: handleUnaryCall<GetDeltaChannelHistoryRequest, GetDeltaChannelHistoryResponse>;
 }
 
 export interface CheckpointServiceClient extends Client {
@@ -2270,8 +2584,9 @@ export interface CheckpointServiceClient extends Client {
   /**
    * List streams checkpoints newest first (ordered by checkpoint_id descending), one per message
    * (LangGraph `list`). Every filter that is set narrows the result; no match is an empty stream.
-   * The server reads the database page by page, so a thread with any number of checkpoints streams in
-   * constant server memory, and a slow reader holds no database connection between pages.
+   * The server finds and sorts the matching rows once (one server-side cursor) and sends them page by
+   * page, so a stream of any length costs one scan and constant server memory; a reader that stops
+   * reading for a second gives the database connection back, and the stream resumes where it stopped.
    * Errors: INVALID_ARGUMENT, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL; an error in
    * the middle of a stream ends it after the messages already sent.
    */
@@ -2368,6 +2683,36 @@ export interface CheckpointServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PruneResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * GetDeltaChannelHistory returns, for each requested channel, what a LangGraph DeltaChannel needs
+   * to rebuild its value at a checkpoint (LangGraph `get_delta_channel_history`, beta), in one call:
+   * - The target is checkpoint_id, or without it the latest checkpoint of the namespace.
+   * - Each channel's walk starts at the target's parent and follows parent_checkpoint_id within the
+   *   thread and namespace until it reaches a checkpoint that stores a value for the channel (a blob
+   *   of a type other than "empty" at the channel's version, or a non-null inline value): that value
+   *   is the seed (an inline value only when the checkpoint has a version for the channel, as in
+   *   LangGraph's saver). The walk also stops at a root or at a parent that does not exist (no seed).
+   * - `writes` are that channel's pending writes at every checkpoint of the walk (the seed's
+   *   included), oldest checkpoint first, each checkpoint's writes ordered by (task_path, task_id, idx).
+   * A missing thread or target checkpoint is not an error: every channel comes back with no writes
+   * and no seed. Channels are returned in the order asked, once each.
+   * Errors: INVALID_ARGUMENT, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL.
+   */
+  getDeltaChannelHistory(
+    request: GetDeltaChannelHistoryRequest,
+    callback: (error: ServiceError | null, response: GetDeltaChannelHistoryResponse) => void,
+  ): ClientUnaryCall;
+  getDeltaChannelHistory(
+    request: GetDeltaChannelHistoryRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetDeltaChannelHistoryResponse) => void,
+  ): ClientUnaryCall;
+  getDeltaChannelHistory(
+    request: GetDeltaChannelHistoryRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetDeltaChannelHistoryResponse) => void,
   ): ClientUnaryCall;
 }
 

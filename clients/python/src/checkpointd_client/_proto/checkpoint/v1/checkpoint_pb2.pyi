@@ -215,3 +215,33 @@ class PruneRequest(_message.Message):
 class PruneResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class GetDeltaChannelHistoryRequest(_message.Message):
+    __slots__ = ("thread_id", "checkpoint_ns", "checkpoint_id", "channels")
+    THREAD_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_NS_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    channels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, thread_id: _Optional[str] = ..., checkpoint_ns: _Optional[str] = ..., checkpoint_id: _Optional[str] = ..., channels: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetDeltaChannelHistoryResponse(_message.Message):
+    __slots__ = ("channels",)
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    channels: _containers.RepeatedCompositeFieldContainer[DeltaChannelHistory]
+    def __init__(self, channels: _Optional[_Iterable[_Union[DeltaChannelHistory, _Mapping]]] = ...) -> None: ...
+
+class DeltaChannelHistory(_message.Message):
+    __slots__ = ("channel", "writes", "seed_blob", "seed_inline_json")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    WRITES_FIELD_NUMBER: _ClassVar[int]
+    SEED_BLOB_FIELD_NUMBER: _ClassVar[int]
+    SEED_INLINE_JSON_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    writes: _containers.RepeatedCompositeFieldContainer[PendingWrite]
+    seed_blob: TypedValue
+    seed_inline_json: bytes
+    def __init__(self, channel: _Optional[str] = ..., writes: _Optional[_Iterable[_Union[PendingWrite, _Mapping]]] = ..., seed_blob: _Optional[_Union[TypedValue, _Mapping]] = ..., seed_inline_json: _Optional[bytes] = ...) -> None: ...

@@ -77,6 +77,11 @@ class CheckpointServiceStub(object):
                 request_serializer=checkpoint_dot_v1_dot_checkpoint__pb2.PruneRequest.SerializeToString,
                 response_deserializer=checkpoint_dot_v1_dot_checkpoint__pb2.PruneResponse.FromString,
                 _registered_method=True)
+        self.GetDeltaChannelHistory = channel.unary_unary(
+                '/checkpoint.v1.CheckpointService/GetDeltaChannelHistory',
+                request_serializer=checkpoint_dot_v1_dot_checkpoint__pb2.GetDeltaChannelHistoryRequest.SerializeToString,
+                response_deserializer=checkpoint_dot_v1_dot_checkpoint__pb2.GetDeltaChannelHistoryResponse.FromString,
+                _registered_method=True)
 
 
 class CheckpointServiceServicer(object):
@@ -126,8 +131,9 @@ class CheckpointServiceServicer(object):
     def List(self, request, context):
         """List streams checkpoints newest first (ordered by checkpoint_id descending), one per message
         (LangGraph `list`). Every filter that is set narrows the result; no match is an empty stream.
-        The server reads the database page by page, so a thread with any number of checkpoints streams in
-        constant server memory, and a slow reader holds no database connection between pages.
+        The server finds and sorts the matching rows once (one server-side cursor) and sends them page by
+        page, so a stream of any length costs one scan and constant server memory; a reader that stops
+        reading for a second gives the database connection back, and the stream resumes where it stopped.
         Errors: INVALID_ARGUMENT, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL; an error in
         the middle of a stream ends it after the messages already sent.
         """
@@ -183,6 +189,25 @@ class CheckpointServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDeltaChannelHistory(self, request, context):
+        """GetDeltaChannelHistory returns, for each requested channel, what a LangGraph DeltaChannel needs
+        to rebuild its value at a checkpoint (LangGraph `get_delta_channel_history`, beta), in one call:
+        - The target is checkpoint_id, or without it the latest checkpoint of the namespace.
+        - Each channel's walk starts at the target's parent and follows parent_checkpoint_id within the
+        thread and namespace until it reaches a checkpoint that stores a value for the channel (a blob
+        of a type other than "empty" at the channel's version, or a non-null inline value): that value
+        is the seed (an inline value only when the checkpoint has a version for the channel, as in
+        LangGraph's saver). The walk also stops at a root or at a parent that does not exist (no seed).
+        - `writes` are that channel's pending writes at every checkpoint of the walk (the seed's
+        included), oldest checkpoint first, each checkpoint's writes ordered by (task_path, task_id, idx).
+        A missing thread or target checkpoint is not an error: every channel comes back with no writes
+        and no seed. Channels are returned in the order asked, once each.
+        Errors: INVALID_ARGUMENT, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CheckpointServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -225,6 +250,11 @@ def add_CheckpointServiceServicer_to_server(servicer, server):
                     servicer.Prune,
                     request_deserializer=checkpoint_dot_v1_dot_checkpoint__pb2.PruneRequest.FromString,
                     response_serializer=checkpoint_dot_v1_dot_checkpoint__pb2.PruneResponse.SerializeToString,
+            ),
+            'GetDeltaChannelHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDeltaChannelHistory,
+                    request_deserializer=checkpoint_dot_v1_dot_checkpoint__pb2.GetDeltaChannelHistoryRequest.FromString,
+                    response_serializer=checkpoint_dot_v1_dot_checkpoint__pb2.GetDeltaChannelHistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -444,6 +474,33 @@ class CheckpointService(object):
             '/checkpoint.v1.CheckpointService/Prune',
             checkpoint_dot_v1_dot_checkpoint__pb2.PruneRequest.SerializeToString,
             checkpoint_dot_v1_dot_checkpoint__pb2.PruneResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDeltaChannelHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/checkpoint.v1.CheckpointService/GetDeltaChannelHistory',
+            checkpoint_dot_v1_dot_checkpoint__pb2.GetDeltaChannelHistoryRequest.SerializeToString,
+            checkpoint_dot_v1_dot_checkpoint__pb2.GetDeltaChannelHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,464 @@
+//! GetDeltaChannelHistory: walk a checkpoint's ancestors for each channel's seed, then fetch the
+//! writes along each walk and the seeds, in one snapshot.
+//!
+//! As LangGraph's Postgres saver does it: pages of the namespace's checkpoints, newest first from
+//! the target, say per channel its version, whether a blob is stored at that version and its
+//! inline value; the walks run over those pages until every channel has its seed or the pages run
+//! out; then one statement returns the walks' writes and the seed blobs.
+
+use std::collections::HashMap;
+
+use diesel::QueryResult;
+use diesel::sql_types::{Array, BigInt, Bool, Bytea, Int4, Nullable, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+
+use crate::domain::{DeltaChannelHistory, DeltaHistoryQuery, DeltaSeed, PendingWrite, TypedValue};
+use crate::storage::ops::{Access, Operation};
+use crate::storage::statement::Statement;
+
+/// Checkpoints per page of the walk (LangGraph's `_DELTA_PAGE_SIZE`).
+const PAGE_SIZE: i64 = 1024;
+
+/// Which checkpoints a page of the walk starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PageStart {
+    /// The latest of the namespace.
+    Latest,
+    /// The target itself (`<=`).
+    Target,
+    /// Below the oldest row already read (`<`).
+    Below,
+}
+
+fn page_sql(start: PageStart) -> String {
+    let bound = match start {
+        PageStart::Latest => "",
+        PageStart::Target => "AND checkpoint_id <= $3 ",
+        PageStart::Below => "AND checkpoint_id < $3 ",
+    };
+    let (limit, channels) = if start == PageStart::Latest { ("$3", "$4") } else { ("$4", "$5") };
+    format!(
+        r#"SELECT c.checkpoint_id, c.parent_checkpoint_id,
+       array_agg(c.checkpoint -> 'channel_versions' ->> ch.name ORDER BY ch.i) AS versions,
+       array_agg(EXISTS (
+           SELECT 1 FROM checkpoint_blobs b
+           WHERE b.thread_id = c.thread_id AND b.checkpoint_ns = c.checkpoint_ns AND b.channel = ch.name
+             AND b.version = c.checkpoint -> 'channel_versions' ->> ch.name AND b.type <> 'empty'
+       ) ORDER BY ch.i) AS has_blob,
+       array_agg((c.checkpoint -> 'channel_values' -> ch.name)::text ORDER BY ch.i) AS inline
+FROM (
+    SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint FROM checkpoints
+    WHERE thread_id = $1 AND checkpoint_ns = $2 {bound}ORDER BY checkpoint_id DESC LIMIT {limit}
+) AS c
+CROSS JOIN unnest({channels}::text[]) WITH ORDINALITY AS ch(name, i)
+GROUP BY c.checkpoint_id, c.parent_checkpoint_id
+ORDER BY c.checkpoint_id DESC"#
+    )
+}
+
+/// The writes of each walk (pairs of checkpoint and channel) and the seed blobs (pairs of
+/// channel and version).
+const HISTORY_SQL: &str = r#"SELECT 'w' AS kind, cw.channel, cw.checkpoint_id, cw.task_id, cw.task_path, cw.idx,
+       cw.type, cw.blob, NULL::text AS version
+FROM unnest($3::text[], $4::text[]) AS want(checkpoint_id, channel)
+JOIN checkpoint_writes cw
+  ON cw.thread_id = $1 AND cw.checkpoint_ns = $2 AND cw.checkpoint_id = want.checkpoint_id
+ AND cw.channel = want.channel
+UNION ALL
+SELECT 'b', bl.channel, NULL, NULL, NULL, NULL, bl.type, bl.blob, bl.version
+FROM unnest($5::text[], $6::text[]) AS seed(channel, version)
+JOIN checkpoint_blobs bl
+  ON bl.thread_id = $1 AND bl.checkpoint_ns = $2 AND bl.channel = seed.channel AND bl.version = seed.version"#;
+
+/// One checkpoint of a walk page, with one entry per requested channel in each array.
+#[derive(Debug, diesel::QueryableByName)]
+struct WalkRow {
+    #[diesel(sql_type = Text)]
+    checkpoint_id: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    parent_checkpoint_id: Option<String>,
+    #[diesel(sql_type = Array<Nullable<Text>>)]
+    versions: Vec<Option<String>>,
+    #[diesel(sql_type = Array<Bool>)]
+    has_blob: Vec<bool>,
+    #[diesel(sql_type = Array<Nullable<Text>>)]
+    inline: Vec<Option<String>>,
+}
+
+/// A write along a walk (`kind` 'w') or a seed blob (`kind` 'b').
+#[derive(Debug, diesel::QueryableByName)]
+struct HistoryRow {
+    #[diesel(sql_type = Text)]
+    kind: String,
+    #[diesel(sql_type = Text)]
+    channel: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    checkpoint_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    task_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    task_path: Option<String>,
+    #[diesel(sql_type = Nullable<Int4>)]
+    idx: Option<i32>,
+    #[diesel(sql_type = Nullable<Text>)]
+    r#type: Option<String>,
+    #[diesel(sql_type = Nullable<Bytea>)]
+    blob: Option<Vec<u8>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    version: Option<String>,
+}
+
+/// What a page says about one checkpoint.
+#[derive(Debug, Clone, Default)]
+struct Node {
+    parent: Option<String>,
+    versions: Vec<Option<String>>,
+    has_blob: Vec<bool>,
+    inline: Vec<Option<String>>,
+}
+
+impl Node {
+    /// The inline value of channel `i`, unless absent or JSON null.
+    fn inline_value(&self, i: usize) -> Option<&str> {
+        self.inline.get(i).and_then(Option::as_deref).filter(|v| *v != "null")
+    }
+}
+
+/// Where one channel's walk ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seed {
+    /// A blob at this version.
+    Blob(String),
+    /// An inline JSON value.
+    Inline(String),
+}
+
+/// One channel's walk: the checkpoints visited, newest first, and where it stands.
+#[derive(Debug, Clone, Default)]
+struct ChannelWalk {
+    chain: Vec<String>,
+    /// The next checkpoint to visit; `None` once the walk has ended.
+    next: Option<String>,
+    seed: Option<Seed>,
+    started: bool,
+}
+
+/// Every channel's walk over the pages read so far.
+#[derive(Debug, Default)]
+struct Walks {
+    nodes: HashMap<String, Node>,
+    walks: Vec<ChannelWalk>,
+}
+
+impl Walks {
+    fn new(channels: usize) -> Self {
+        Self { nodes: HashMap::new(), walks: vec![ChannelWalk::default(); channels] }
+    }
+
+    fn ingest(&mut self, rows: Vec<WalkRow>) {
+        for row in rows {
+            let node = Node {
+                parent: row.parent_checkpoint_id.filter(|p| !p.is_empty()),
+                versions: row.versions,
+                has_blob: row.has_blob,
+                inline: row.inline,
+            };
+            self.nodes.insert(row.checkpoint_id, node);
+        }
+    }
+
+    /// Advances every walk as far as the pages read allow.
+    fn advance(&mut self, target: &str) {
+        let Some(start) = self.nodes.get(target).map(|n| n.parent.clone()) else {
+            return;
+        };
+        for (i, walk) in self.walks.iter_mut().enumerate() {
+            if !walk.started {
+                walk.started = true;
+                walk.next = start.clone();
+            }
+            while let Some(id) = walk.next.clone() {
+                let Some(node) = self.nodes.get(&id) else { break };
+                if walk.chain.len() >= self.nodes.len() {
+                    // Parents that form a cycle: stop rather than walk forever.
+                    walk.next = None;
+                    break;
+                }
+                walk.chain.push(id);
+                // A blob wins: for a delta snapshot the inline reading is only a marker.
+                let version = node.versions.get(i).cloned().flatten();
+                if node.has_blob.get(i).copied().unwrap_or(false) {
+                    walk.seed = version.map(Seed::Blob);
+                    walk.next = None;
+                } else if let Some(value) = node.inline_value(i) {
+                    // As LangGraph's saver: the walk ends at any inline value, but the value
+                    // seeds only when the checkpoint has a version for the channel.
+                    walk.seed = version.map(|_| Seed::Inline(value.to_owned()));
+                    walk.next = None;
+                } else {
+                    walk.next = node.parent.clone();
+                }
+            }
+        }
+    }
+
+    fn all_ended(&self) -> bool {
+        self.walks.iter().all(|w| w.started && w.next.is_none())
+    }
+}
+
+/// Reads the delta history of some channels.
+pub(crate) struct DeltaHistoryOp<'a>(pub(crate) &'a DeltaHistoryQuery);
+
+impl DeltaHistoryOp<'_> {
+    fn page(&self, start: PageStart, cursor: Option<&str>) -> Statement<'_> {
+        let query = self.0;
+        let statement =
+            Statement::new(page_sql(start)).bind::<Text, _>(&query.thread_id).bind::<Text, _>(&query.checkpoint_ns);
+        let statement = match cursor {
+            Some(cursor) => statement.bind::<Text, _>(cursor.to_owned()),
+            None => statement,
+        };
+        statement.bind::<BigInt, _>(PAGE_SIZE).bind::<Array<Text>, _>(&query.channels)
+    }
+
+    /// Walks the ancestors page by page; `None` when the target does not exist.
+    async fn walk(&self, conn: &mut AsyncPgConnection) -> QueryResult<Option<Walks>> {
+        let query = self.0;
+        let (start, mut cursor) = match &query.checkpoint_id {
+            Some(id) => (PageStart::Target, Some(id.clone())),
+            None => (PageStart::Latest, None),
+        };
+        let mut walks = Walks::new(query.channels.len());
+        let mut target: Option<String> = None;
+        let mut start = start;
+        loop {
+            let rows: Vec<WalkRow> = self.page(start, cursor.as_deref()).load(conn).await?;
+            let full = rows.len() as i64 == PAGE_SIZE;
+            let oldest = rows.last().map(|r| r.checkpoint_id.clone());
+            if target.is_none() {
+                let first = rows.first().map(|r| r.checkpoint_id.clone());
+                if first.is_none() || (query.checkpoint_id.is_some() && first != query.checkpoint_id) {
+                    return Ok(None);
+                }
+                target = first;
+            }
+            walks.ingest(rows);
+            let target = target.as_deref().unwrap_or_default();
+            walks.advance(target);
+            if walks.all_ended() || !full {
+                return Ok(Some(walks));
+            }
+            start = PageStart::Below;
+            cursor = oldest;
+        }
+    }
+
+    /// The writes and seed blobs of the walks, assembled per channel.
+    async fn history(&self, conn: &mut AsyncPgConnection, walks: Walks) -> QueryResult<Vec<DeltaChannelHistory>> {
+        let query = self.0;
+        let mut want_checkpoints = Vec::new();
+        let mut want_channels = Vec::new();
+        let mut seed_channels = Vec::new();
+        let mut seed_versions = Vec::new();
+        for (channel, walk) in query.channels.iter().zip(&walks.walks) {
+            for id in &walk.chain {
+                want_checkpoints.push(id.clone());
+                want_channels.push(channel.clone());
+            }
+            if let Some(Seed::Blob(version)) = &walk.seed {
+                seed_channels.push(channel.clone());
+                seed_versions.push(version.clone());
+            }
+        }
+        let rows: Vec<HistoryRow> = if want_checkpoints.is_empty() && seed_channels.is_empty() {
+            Vec::new()
+        } else {
+            Statement::new(HISTORY_SQL)
+                .bind::<Text, _>(&query.thread_id)
+                .bind::<Text, _>(&query.checkpoint_ns)
+                .bind::<Array<Text>, _>(want_checkpoints)
+                .bind::<Array<Text>, _>(want_channels)
+                .bind::<Array<Text>, _>(seed_channels)
+                .bind::<Array<Text>, _>(seed_versions)
+                .load(conn)
+                .await?
+        };
+        Ok(assemble(&query.channels, walks.walks, rows))
+    }
+}
+
+/// Per channel: the writes of its walk, oldest checkpoint first and in write order within each,
+/// and its seed.
+fn assemble(channels: &[String], walks: Vec<ChannelWalk>, rows: Vec<HistoryRow>) -> Vec<DeltaChannelHistory> {
+    let mut writes: HashMap<(String, String), Vec<PendingWrite>> = HashMap::new();
+    let mut blobs: HashMap<(String, String), TypedValue> = HashMap::new();
+    for row in rows {
+        let value = TypedValue { type_tag: row.r#type.unwrap_or_default(), data: row.blob };
+        if row.kind == "b" {
+            blobs.insert((row.channel, row.version.unwrap_or_default()), value);
+            continue;
+        }
+        let write = PendingWrite {
+            task_id: row.task_id.unwrap_or_default(),
+            channel: row.channel.clone(),
+            value,
+            task_path: row.task_path.unwrap_or_default(),
+            idx: row.idx.unwrap_or_default(),
+        };
+        writes.entry((row.channel, row.checkpoint_id.unwrap_or_default())).or_default().push(write);
+    }
+    channels
+        .iter()
+        .zip(walks)
+        .map(|(channel, walk)| {
+            let mut history = Vec::new();
+            for id in walk.chain.iter().rev() {
+                let mut at = writes.remove(&(channel.clone(), id.clone())).unwrap_or_default();
+                at.sort_by(|a, b| (&a.task_path, &a.task_id, a.idx).cmp(&(&b.task_path, &b.task_id, b.idx)));
+                history.extend(at);
+            }
+            let seed = match walk.seed {
+                Some(Seed::Blob(version)) => blobs
+                    .remove(&(channel.clone(), version))
+                    .filter(|blob| blob.type_tag != "empty")
+                    .map(DeltaSeed::Blob),
+                Some(Seed::Inline(json)) => Some(DeltaSeed::Inline(json)),
+                None => None,
+            };
+            DeltaChannelHistory { channel: channel.clone(), writes: history, seed }
+        })
+        .collect()
+}
+
+/// Every channel with no writes and no seed: the target does not exist.
+fn empty_histories(channels: &[String]) -> Vec<DeltaChannelHistory> {
+    channels
+        .iter()
+        .map(|channel| DeltaChannelHistory { channel: channel.clone(), writes: Vec::new(), seed: None })
+        .collect()
+}
+
+impl Operation for DeltaHistoryOp<'_> {
+    type Output = Vec<DeltaChannelHistory>;
+
+    fn name(&self) -> &'static str {
+        "get_delta_channel_history"
+    }
+
+    fn db_operation(&self) -> &'static str {
+        "SELECT"
+    }
+
+    fn access(&self) -> Access {
+        Access::Snapshot
+    }
+
+    fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<Self::Output>> {
+        async move {
+            match self.walk(conn).await? {
+                Some(walks) => self.history(conn, walks).await,
+                None => Ok(empty_histories(&self.0.channels)),
+            }
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, parent: Option<&str>, blob: bool, inline: Option<&str>) -> WalkRow {
+        WalkRow {
+            checkpoint_id: id.into(),
+            parent_checkpoint_id: parent.map(Into::into),
+            versions: vec![Some(format!("v-{id}"))],
+            has_blob: vec![blob],
+            inline: vec![inline.map(Into::into)],
+        }
+    }
+
+    fn walk(rows: Vec<WalkRow>, target: &str) -> ChannelWalk {
+        let mut walks = Walks::new(1);
+        walks.ingest(rows);
+        walks.advance(target);
+        walks.walks.remove(0)
+    }
+
+    #[test]
+    fn the_walk_starts_at_the_parent_and_ends_at_the_first_stored_value() {
+        let rows = vec![
+            row("c4", Some("c3"), true, None),
+            row("c3", Some("c2"), false, None),
+            row("c2", Some("c1"), true, Some("true")),
+            row("c1", None, true, None),
+        ];
+        let walk = walk(rows, "c4");
+        assert_eq!(walk.chain, ["c3", "c2"]);
+        assert_eq!(walk.seed, Some(Seed::Blob("v-c2".into())), "a blob wins over the inline marker");
+    }
+
+    #[test]
+    fn an_inline_null_is_no_value_and_a_root_ends_the_walk_without_a_seed() {
+        let rows = vec![
+            row("c3", Some("c2"), false, None),
+            row("c2", Some("c1"), false, Some("null")),
+            row("c1", Some(""), false, None),
+        ];
+        let walk = walk(rows, "c3");
+        assert_eq!(walk.chain, ["c2", "c1"]);
+        assert_eq!(walk.seed, None);
+        assert_eq!(walk.next, None);
+    }
+
+    #[test]
+    fn an_inline_primitive_is_a_seed() {
+        let walk = walk(vec![row("c2", Some("c1"), false, None), row("c1", None, false, Some("7"))], "c2");
+        assert_eq!(walk.seed, Some(Seed::Inline("7".into())));
+    }
+
+    #[test]
+    fn an_inline_value_without_a_version_ends_the_walk_without_a_seed() {
+        let mut unversioned = row("c1", None, false, Some("\"hello\""));
+        unversioned.versions = vec![None];
+        let walk = walk(vec![row("c2", Some("c1"), false, None), unversioned], "c2");
+        assert_eq!(walk.chain, ["c1"]);
+        assert_eq!(walk.seed, None);
+    }
+
+    #[test]
+    fn a_parent_not_read_yet_leaves_the_walk_waiting() {
+        let mut walks = Walks::new(1);
+        walks.ingest(vec![row("c9", Some("c8"), false, None)]);
+        walks.advance("c9");
+        assert!(!walks.all_ended());
+        walks.ingest(vec![row("c8", None, true, None)]);
+        walks.advance("c9");
+        assert!(walks.all_ended());
+        assert_eq!(walks.walks[0].chain, ["c8"]);
+    }
+
+    #[test]
+    fn writes_come_oldest_checkpoint_first_in_write_order() {
+        let channels = vec!["m".to_owned()];
+        let walks = vec![ChannelWalk { chain: vec!["c3".into(), "c2".into()], ..Default::default() }];
+        let write = |checkpoint: &str, task: &str, idx: i32| HistoryRow {
+            kind: "w".into(),
+            channel: "m".into(),
+            checkpoint_id: Some(checkpoint.into()),
+            task_id: Some(task.into()),
+            task_path: Some(String::new()),
+            idx: Some(idx),
+            r#type: Some("msgpack".into()),
+            blob: Some(vec![]),
+            version: None,
+        };
+        let rows = vec![write("c3", "a", 0), write("c2", "b", 1), write("c2", "b", 0), write("c2", "a", 0)];
+        let history = assemble(&channels, walks, rows);
+        let order: Vec<(String, i32)> = history[0].writes.iter().map(|w| (w.task_id.clone(), w.idx)).collect();
+        assert_eq!(order, [("a".into(), 0), ("b".into(), 0), ("b".into(), 1), ("a".into(), 0)]);
+    }
+}
