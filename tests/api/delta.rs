@@ -125,10 +125,10 @@ async fn a_missing_thread_or_checkpoint_has_empty_histories_and_bad_input_is_ref
 }
 
 #[tokio::test]
-async fn a_walk_longer_than_a_page_continues_on_the_next() {
+async fn a_walk_of_1500_ancestors_reaches_its_seed_with_every_write_in_order() {
     let mut app = spawn_app().await;
     let sql = app.sql().await;
-    // 1,500 checkpoints in one chain, the seed at the first: two pages of 1,024.
+    // 1,500 checkpoints in one chain, the seed at the first (longer than LangGraph's 1,024-row page).
     sql.batch_execute(
         r#"INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata)
            SELECT 't', '', 'c' || lpad(g::text, 5, '0'),

@@ -1,15 +1,16 @@
 //! GetDeltaChannelHistory: walk a checkpoint's ancestors for each channel's seed, then fetch the
 //! writes along each walk and the seeds, in one snapshot.
 //!
-//! As LangGraph's Postgres saver does it: pages of the namespace's checkpoints, newest first from
-//! the target, say per channel its version, whether a blob is stored at that version and its
-//! inline value; the walks run over those pages until every channel has its seed or the pages run
-//! out; then one statement returns the walks' writes and the seed blobs.
+//! As LangGraph's Postgres saver does it, in two statements: the chain of ancestors from the target,
+//! saying per channel its version, whether a blob is stored at that version and its inline value,
+//! read until every channel has its seed or the chain ends (one recursive query, where LangGraph
+//! reads pages of the whole namespace); then one statement returns the walks' writes and the seed
+//! blobs.
 
 use std::collections::HashMap;
 
 use diesel::QueryResult;
-use diesel::sql_types::{Array, BigInt, Bool, Bytea, Int4, Nullable, Text};
+use diesel::sql_types::{Array, Bool, Bytea, Int4, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -18,59 +19,88 @@ use crate::domain::{DeltaChannelHistory, DeltaHistoryQuery, DeltaSeed, PendingWr
 use crate::storage::ops::{Access, Operation};
 use crate::storage::statement::Statement;
 
-/// Checkpoints per page of the walk (LangGraph's `_DELTA_PAGE_SIZE`).
-const PAGE_SIZE: i64 = 1024;
-
-/// Which checkpoints a page of the walk starts from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PageStart {
-    /// The latest of the namespace.
-    Latest,
-    /// The target itself (`<=`).
-    Target,
-    /// Below the oldest row already read (`<`).
-    Below,
+/// What one checkpoint of the walk says about each requested channel (`$4`), in request order:
+/// its version, whether a blob is stored at that version, its inline value, and whether the
+/// channel's walk has ended here or below (`prior` is the ended flags of the child).
+fn channel_info(prior: &str) -> String {
+    format!(
+        r#"CROSS JOIN LATERAL (
+    SELECT array_agg(x.version ORDER BY x.i) AS versions,
+           array_agg(x.has_blob ORDER BY x.i) AS has_blob,
+           array_agg(x.inline ORDER BY x.i) AS inline,
+           array_agg({prior} OR x.has_blob OR coalesce(x.inline <> 'null', false) ORDER BY x.i) AS ended
+    FROM (
+        SELECT ch.i::int AS i, c.checkpoint -> 'channel_versions' ->> ch.name AS version,
+               EXISTS (
+                   SELECT 1 FROM checkpoint_blobs b
+                   WHERE b.thread_id = c.thread_id AND b.checkpoint_ns = c.checkpoint_ns AND b.channel = ch.name
+                     AND b.version = c.checkpoint -> 'channel_versions' ->> ch.name AND b.type <> 'empty'
+               ) AS has_blob,
+               (c.checkpoint -> 'channel_values' -> ch.name)::text AS inline
+        FROM unnest($4::text[]) WITH ORDINALITY AS ch(name, i)
+    ) AS x
+) AS info"#
+    )
 }
 
-fn page_sql(start: PageStart) -> String {
-    let bound = match start {
-        PageStart::Latest => "",
-        PageStart::Target => "AND checkpoint_id <= $3 ",
-        PageStart::Below => "AND checkpoint_id < $3 ",
-    };
-    let (limit, channels) = if start == PageStart::Latest { ("$3", "$4") } else { ("$4", "$5") };
+/// The walk as one recursive query: the target (`$3`, or the namespace's latest), then parent
+/// after parent while some channel's walk is still open. Only the chain is read, never the rest of
+/// the thread. A parent must be older than its child (LangGraph's ids are time-ordered), which
+/// also ends a walk over parents that form a cycle. `LIMIT 1` keeps each parent a lookup by key:
+/// joined plainly, a thread the statistics do not know yet is planned as one row and every step
+/// scanned the whole thread; `ORDER BY … LIMIT 1` rather than `max()` for the same reason.
+fn walk_sql() -> String {
+    let base = channel_info("false");
+    let step = channel_info("w.ended[x.i]");
     format!(
-        r#"SELECT c.checkpoint_id, c.parent_checkpoint_id,
-       array_agg(c.checkpoint -> 'channel_versions' ->> ch.name ORDER BY ch.i) AS versions,
-       array_agg(EXISTS (
-           SELECT 1 FROM checkpoint_blobs b
-           WHERE b.thread_id = c.thread_id AND b.checkpoint_ns = c.checkpoint_ns AND b.channel = ch.name
-             AND b.version = c.checkpoint -> 'channel_versions' ->> ch.name AND b.type <> 'empty'
-       ) ORDER BY ch.i) AS has_blob,
-       array_agg((c.checkpoint -> 'channel_values' -> ch.name)::text ORDER BY ch.i) AS inline
-FROM (
-    SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint FROM checkpoints
-    WHERE thread_id = $1 AND checkpoint_ns = $2 {bound}ORDER BY checkpoint_id DESC LIMIT {limit}
-) AS c
-CROSS JOIN unnest({channels}::text[]) WITH ORDINALITY AS ch(name, i)
-GROUP BY c.checkpoint_id, c.parent_checkpoint_id
-ORDER BY c.checkpoint_id DESC"#
+        r#"WITH RECURSIVE walk AS (
+    SELECT c.checkpoint_id, c.parent_checkpoint_id, 0 AS depth,
+           info.versions, info.has_blob, info.inline,
+           array_fill(false, ARRAY[cardinality($4::text[])]) AS ended
+    FROM checkpoints c
+    {base}
+    WHERE c.thread_id = $1 AND c.checkpoint_ns = $2
+      AND c.checkpoint_id = coalesce($3, (
+          SELECT checkpoint_id FROM checkpoints WHERE thread_id = $1 AND checkpoint_ns = $2
+          ORDER BY checkpoint_id DESC LIMIT 1))
+    UNION ALL
+    SELECT c.checkpoint_id, c.parent_checkpoint_id, w.depth + 1,
+           info.versions, info.has_blob, info.inline, info.ended
+    FROM walk w
+    CROSS JOIN LATERAL (
+        SELECT p.thread_id, p.checkpoint_ns, p.checkpoint_id, p.parent_checkpoint_id, p.checkpoint
+        FROM checkpoints p
+        WHERE p.thread_id = $1 AND p.checkpoint_ns = $2 AND p.checkpoint_id = w.parent_checkpoint_id
+          AND p.checkpoint_id < w.checkpoint_id
+        LIMIT 1
+    ) AS c
+    {step}
+    WHERE false = ANY(w.ended)
+)
+SELECT checkpoint_id, parent_checkpoint_id, versions, has_blob, inline FROM walk ORDER BY depth"#
     )
 }
 
 /// The writes of each walk (pairs of checkpoint and channel) and the seed blobs (pairs of
-/// channel and version).
+/// channel and version), each a lookup by key (`OFFSET 0` keeps the planner from joining a whole
+/// thread it has no statistics for yet).
 const HISTORY_SQL: &str = r#"SELECT 'w' AS kind, cw.channel, cw.checkpoint_id, cw.task_id, cw.task_path, cw.idx,
        cw.type, cw.blob, NULL::text AS version
 FROM unnest($3::text[], $4::text[]) AS want(checkpoint_id, channel)
-JOIN checkpoint_writes cw
-  ON cw.thread_id = $1 AND cw.checkpoint_ns = $2 AND cw.checkpoint_id = want.checkpoint_id
- AND cw.channel = want.channel
+CROSS JOIN LATERAL (
+    SELECT * FROM checkpoint_writes w
+    WHERE w.thread_id = $1 AND w.checkpoint_ns = $2 AND w.checkpoint_id = want.checkpoint_id
+      AND w.channel = want.channel
+    OFFSET 0
+) AS cw
 UNION ALL
 SELECT 'b', bl.channel, NULL, NULL, NULL, NULL, bl.type, bl.blob, bl.version
 FROM unnest($5::text[], $6::text[]) AS seed(channel, version)
-JOIN checkpoint_blobs bl
-  ON bl.thread_id = $1 AND bl.checkpoint_ns = $2 AND bl.channel = seed.channel AND bl.version = seed.version"#;
+CROSS JOIN LATERAL (
+    SELECT * FROM checkpoint_blobs b
+    WHERE b.thread_id = $1 AND b.checkpoint_ns = $2 AND b.channel = seed.channel AND b.version = seed.version
+    OFFSET 0
+) AS bl"#;
 
 /// One checkpoint of a walk page, with one entry per requested channel in each array.
 #[derive(Debug, diesel::QueryableByName)]
@@ -203,57 +233,29 @@ impl Walks {
             }
         }
     }
-
-    fn all_ended(&self) -> bool {
-        self.walks.iter().all(|w| w.started && w.next.is_none())
-    }
 }
 
 /// Reads the delta history of some channels.
 pub(crate) struct DeltaHistoryOp<'a>(pub(crate) &'a DeltaHistoryQuery);
 
 impl DeltaHistoryOp<'_> {
-    fn page(&self, start: PageStart, cursor: Option<&str>) -> Statement<'_> {
-        let query = self.0;
-        let statement =
-            Statement::new(page_sql(start)).bind::<Text, _>(&query.thread_id).bind::<Text, _>(&query.checkpoint_ns);
-        let statement = match cursor {
-            Some(cursor) => statement.bind::<Text, _>(cursor.to_owned()),
-            None => statement,
-        };
-        statement.bind::<BigInt, _>(PAGE_SIZE).bind::<Array<Text>, _>(&query.channels)
-    }
-
-    /// Walks the ancestors page by page; `None` when the target does not exist.
+    /// Walks the ancestors in one query; `None` when the target does not exist.
     async fn walk(&self, conn: &mut AsyncPgConnection) -> QueryResult<Option<Walks>> {
         let query = self.0;
-        let (start, mut cursor) = match &query.checkpoint_id {
-            Some(id) => (PageStart::Target, Some(id.clone())),
-            None => (PageStart::Latest, None),
+        let rows: Vec<WalkRow> = Statement::new(walk_sql())
+            .bind::<Text, _>(&query.thread_id)
+            .bind::<Text, _>(&query.checkpoint_ns)
+            .bind::<Nullable<Text>, _>(query.checkpoint_id.clone())
+            .bind::<Array<Text>, _>(&query.channels)
+            .load(conn)
+            .await?;
+        let Some(target) = rows.first().map(|r| r.checkpoint_id.clone()) else {
+            return Ok(None);
         };
         let mut walks = Walks::new(query.channels.len());
-        let mut target: Option<String> = None;
-        let mut start = start;
-        loop {
-            let rows: Vec<WalkRow> = self.page(start, cursor.as_deref()).load(conn).await?;
-            let full = rows.len() as i64 == PAGE_SIZE;
-            let oldest = rows.last().map(|r| r.checkpoint_id.clone());
-            if target.is_none() {
-                let first = rows.first().map(|r| r.checkpoint_id.clone());
-                if first.is_none() || (query.checkpoint_id.is_some() && first != query.checkpoint_id) {
-                    return Ok(None);
-                }
-                target = first;
-            }
-            walks.ingest(rows);
-            let target = target.as_deref().unwrap_or_default();
-            walks.advance(target);
-            if walks.all_ended() || !full {
-                return Ok(Some(walks));
-            }
-            start = PageStart::Below;
-            cursor = oldest;
-        }
+        walks.ingest(rows);
+        walks.advance(&target);
+        Ok(Some(walks))
     }
 
     /// The writes and seed blobs of the walks, assembled per channel.
@@ -434,10 +436,10 @@ mod tests {
         let mut walks = Walks::new(1);
         walks.ingest(vec![row("c9", Some("c8"), false, None)]);
         walks.advance("c9");
-        assert!(!walks.all_ended());
+        assert_eq!(walks.walks[0].next.as_deref(), Some("c8"), "waits for its parent");
         walks.ingest(vec![row("c8", None, true, None)]);
         walks.advance("c9");
-        assert!(walks.all_ended());
+        assert_eq!(walks.walks[0].next, None);
         assert_eq!(walks.walks[0].chain, ["c8"]);
     }
 

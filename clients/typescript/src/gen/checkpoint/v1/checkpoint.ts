@@ -2393,7 +2393,8 @@ export const CheckpointServiceService = {
    *   thread and namespace until it reaches a checkpoint that stores a value for the channel (a blob
    *   of a type other than "empty" at the channel's version, or a non-null inline value): that value
    *   is the seed (an inline value only when the checkpoint has a version for the channel, as in
-   *   LangGraph's saver). The walk also stops at a root or at a parent that does not exist (no seed).
+   *   LangGraph's saver). The walk also stops at a root, at a parent that does not exist, or at a
+   *   parent whose id is not older than its child's (LangGraph's ids are time-ordered), with no seed.
    * - `writes` are that channel's pending writes at every checkpoint of the walk (the seed's
    *   included), oldest checkpoint first, each checkpoint's writes ordered by (task_path, task_id, idx).
    * A missing thread or target checkpoint is not an error: every channel comes back with no writes
@@ -2500,7 +2501,8 @@ export interface CheckpointServiceServer extends UntypedServiceImplementation {
    *   thread and namespace until it reaches a checkpoint that stores a value for the channel (a blob
    *   of a type other than "empty" at the channel's version, or a non-null inline value): that value
    *   is the seed (an inline value only when the checkpoint has a version for the channel, as in
-   *   LangGraph's saver). The walk also stops at a root or at a parent that does not exist (no seed).
+   *   LangGraph's saver). The walk also stops at a root, at a parent that does not exist, or at a
+   *   parent whose id is not older than its child's (LangGraph's ids are time-ordered), with no seed.
    * - `writes` are that channel's pending writes at every checkpoint of the walk (the seed's
    *   included), oldest checkpoint first, each checkpoint's writes ordered by (task_path, task_id, idx).
    * A missing thread or target checkpoint is not an error: every channel comes back with no writes
@@ -2692,7 +2694,8 @@ export interface CheckpointServiceClient extends Client {
    *   thread and namespace until it reaches a checkpoint that stores a value for the channel (a blob
    *   of a type other than "empty" at the channel's version, or a non-null inline value): that value
    *   is the seed (an inline value only when the checkpoint has a version for the channel, as in
-   *   LangGraph's saver). The walk also stops at a root or at a parent that does not exist (no seed).
+   *   LangGraph's saver). The walk also stops at a root, at a parent that does not exist, or at a
+   *   parent whose id is not older than its child's (LangGraph's ids are time-ordered), with no seed.
    * - `writes` are that channel's pending writes at every checkpoint of the walk (the seed's
    *   included), oldest checkpoint first, each checkpoint's writes ordered by (task_path, task_id, idx).
    * A missing thread or target checkpoint is not an error: every channel comes back with no writes
