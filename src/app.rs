@@ -81,7 +81,7 @@ impl Application {
         let pool = Arc::new(Pool::new(config.database.clone(), config.pool.clone())?);
         let background = CancellationToken::new();
         let database_up = monitor::spawn(pool.clone(), config.monitor.clone(), background.clone());
-        let store = Arc::new(Store::new(pool, &config.storage, database_up.clone()));
+        let store = Arc::new(Store::new(pool, &config, database_up.clone()));
         let server = &config.server;
         let tls = server.tls.clone().map(ReloadableTls::load).transpose()?.map(Arc::new);
         let (authenticator, token_file) = authentication(&server.auth)?;
@@ -150,7 +150,7 @@ impl Application {
             checkpoints: CheckpointGrpc::new(
                 self.store.clone(),
                 Validator::new(server.limits),
-                server.default_deadline,
+                self.config.default_deadline,
             ),
             diagnostics: grpc::DiagnosticsGrpc::new(self.store.clone()),
             health: health.clone(),

@@ -428,10 +428,7 @@ impl ServeArgs {
                 retry: self.retry.policy(),
                 retry_budget_tokens: 100,
                 retry_budget_ratio: 0.1,
-                statement_timeout: database.statement_timeout,
-                idle_in_transaction_timeout: database.idle_in_transaction_timeout,
                 list_page_size: self.server.list_page_size.max(1),
-                default_deadline: self.server.default_deadline,
                 put_coalescing: self.server.put_coalescing.then_some(CoalescingConfig {
                     max_transactions: self.server.put_transactions_max.max(1),
                     max_batch: self.server.put_batch_max.max(1),
@@ -449,7 +446,6 @@ impl ServeArgs {
                 listen: self.server.listen,
                 metrics_listen: self.server.metrics_listen,
                 max_message_bytes: self.server.max_message_size,
-                default_deadline: self.server.default_deadline,
                 shutdown_delay: self.server.shutdown_delay,
                 shutdown_grace: self.server.shutdown_grace,
                 reflection: self.server.reflection,
@@ -462,6 +458,7 @@ impl ServeArgs {
                 max_concurrent_streams: self.server.max_concurrent_streams,
                 reload_interval: self.server.reload_interval,
             },
+            default_deadline: self.server.default_deadline,
             migrate_on_start: self.migrate,
             database,
         })

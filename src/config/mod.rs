@@ -54,14 +54,8 @@ pub struct StorageConfig {
     pub retry_budget_tokens: u32,
     /// Tokens earned back per success (gRPC A6 `tokenRatio`).
     pub retry_budget_ratio: f64,
-    /// `SET LOCAL statement_timeout`, capped by the call's deadline.
-    pub statement_timeout: Duration,
-    /// `SET LOCAL idle_in_transaction_session_timeout`.
-    pub idle_in_transaction_timeout: Duration,
     /// Most checkpoints read per List page.
     pub list_page_size: u64,
-    /// Deadline of a call (or of each List page) when the client sets none.
-    pub default_deadline: Duration,
     /// Concurrent Puts share transactions (and commits); `None` runs each Put alone.
     pub put_coalescing: Option<CoalescingConfig>,
 }
@@ -150,8 +144,6 @@ pub struct ServerConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Largest request or response message, in bytes.
     pub max_message_bytes: usize,
-    /// Deadline of a call that sets none.
-    pub default_deadline: Duration,
     /// At shutdown, time spent reporting NOT_SERVING while still serving, so load balancers
     /// stop sending calls before the listener closes.
     pub shutdown_delay: Duration,
@@ -201,6 +193,8 @@ pub struct Config {
     pub monitor: MonitorConfig,
     /// The gRPC server.
     pub server: ServerConfig,
+    /// Deadline of a call whose client sets none (for a List stream: of each page it waits for).
+    pub default_deadline: Duration,
     /// Apply migrations before serving.
     pub migrate_on_start: bool,
 }

@@ -31,7 +31,7 @@ pub use error::StorageError;
 pub use pool::{Pool, PoolStatus};
 pub use reference::{ReferenceSql, ReferenceTransaction};
 
-use crate::config::StorageConfig;
+use crate::config::Config;
 use crate::domain::{
     CheckpointConfig, CheckpointTuple, CopyThread, DeleteForRuns, DeltaChannelHistory, DeltaHistoryQuery, GetTuple,
     ListQuery, PruneRequest, PruneStrategy, PutCheckpoint, PutWrites,
@@ -73,15 +73,17 @@ pub struct Store {
 }
 
 impl Store {
-    /// A store over `pool`; `database_up` comes from the [`monitor`].
-    pub fn new(pool: Arc<Pool>, config: &StorageConfig, database_up: watch::Receiver<bool>) -> Self {
+    /// A store over `pool`, with the storage settings, the database's timeouts and the default
+    /// deadline of `config`; `database_up` comes from the [`monitor`].
+    pub fn new(pool: Arc<Pool>, config: &Config, database_up: watch::Receiver<bool>) -> Self {
+        let (storage, database) = (&config.storage, &config.database);
         let runner = Runner {
             pool,
-            policy: config.retry.clone(),
-            budget: RetryBudget::new(config.retry_budget_tokens, config.retry_budget_ratio),
+            policy: storage.retry.clone(),
+            budget: RetryBudget::new(storage.retry_budget_tokens, storage.retry_budget_ratio),
             limits: TransactionLimits {
-                statement_timeout: config.statement_timeout,
-                idle_in_transaction_timeout: config.idle_in_transaction_timeout,
+                statement_timeout: database.statement_timeout,
+                idle_in_transaction_timeout: database.idle_in_transaction_timeout,
             },
             database_up,
             stats: stats::CallStats::default(),
@@ -89,8 +91,8 @@ impl Store {
         };
         Self {
             runner: Arc::new(runner),
-            coalescer: config.put_coalescing.map(|c| Arc::new(PutCoalescer::new(c))),
-            list_page_size: config.list_page_size.max(1),
+            coalescer: storage.put_coalescing.map(|c| Arc::new(PutCoalescer::new(c))),
+            list_page_size: storage.list_page_size.max(1),
             default_deadline: config.default_deadline,
         }
     }

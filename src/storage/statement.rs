@@ -11,6 +11,9 @@ use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{HasSqlType, Untyped};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use std::borrow::Cow;
 use std::marker::PhantomData;
 
@@ -43,6 +46,14 @@ impl<'f> Statement<'f> {
     {
         self.binds.push(Box::new(TypedBind { value, sql_type: PhantomData::<ST> }));
         self
+    }
+
+    /// Executes the statement for its effect only, as an [`Operation`](super::ops::Operation) runs it.
+    pub(crate) fn execute_on<'c>(self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>>
+    where
+        'f: 'c,
+    {
+        async move { self.execute(conn).await.map(drop) }.boxed()
     }
 }
 

@@ -114,10 +114,7 @@ pub fn test_config(database_url: &str) -> Config {
             },
             retry_budget_tokens: 100,
             retry_budget_ratio: 0.1,
-            statement_timeout: database.statement_timeout,
-            idle_in_transaction_timeout: database.idle_in_transaction_timeout,
             list_page_size: 7,
-            default_deadline: Duration::from_secs(20),
             put_coalescing: Some(CoalescingConfig { max_transactions: 4, max_batch: 64, max_batch_bytes: 32 << 20 }),
         },
         monitor: MonitorConfig {
@@ -131,7 +128,6 @@ pub fn test_config(database_url: &str) -> Config {
             listen: "127.0.0.1:0".parse().expect("address"),
             metrics_listen: None,
             max_message_bytes: 8 << 20,
-            default_deadline: Duration::from_secs(20),
             shutdown_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(5),
             reflection: true,
@@ -144,6 +140,7 @@ pub fn test_config(database_url: &str) -> Config {
             max_concurrent_streams: 256,
             reload_interval: Duration::from_millis(100),
         },
+        default_deadline: Duration::from_secs(20),
         migrate_on_start: true,
         database,
     }

@@ -229,7 +229,7 @@ async fn a_stopped_synchronous_standby_never_gets_a_write_acknowledged() {
     sql(&primary, "ALTER SYSTEM SET synchronous_standby_names = 'standby1'");
     sql(&primary, "SELECT pg_reload_conf()");
     let mut config = fault_config(&primary.url());
-    config.storage.statement_timeout = Duration::from_millis(500);
+    config.database.statement_timeout = Duration::from_millis(500);
     let service = Service::start_serving(config).await;
     let deadline = Duration::from_secs(3);
     let mut client = load::client(service.addr, deadline).await;

@@ -2,8 +2,7 @@
 
 use diesel::QueryResult;
 use diesel::sql_types::Text;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use futures_util::FutureExt;
+use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
 
 use crate::domain::CopyThread;
@@ -50,6 +49,6 @@ impl Operation for CopyThreadOp<'_> {
         let statement = Statement::new(COPY_THREAD_SQL)
             .bind::<Text, _>(&self.0.source_thread_id)
             .bind::<Text, _>(&self.0.target_thread_id);
-        async move { statement.execute(conn).await.map(drop) }.boxed()
+        statement.execute_on(conn)
     }
 }

@@ -2,8 +2,7 @@
 
 use diesel::QueryResult;
 use diesel::sql_types::{Array, Text};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use futures_util::FutureExt;
+use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
 
 use crate::storage::ops::{Access, Operation};
@@ -37,7 +36,7 @@ impl Operation for DeleteThreadOp<'_> {
 
     fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
         let statement = Statement::new(DELETE_THREAD_SQL).bind::<Text, _>(self.0);
-        async move { statement.execute(conn).await.map(drop) }.boxed()
+        statement.execute_on(conn)
     }
 }
 
@@ -104,6 +103,6 @@ impl Operation for DeleteForRunsOp<'_> {
         let statement = Statement::new(DELETE_FOR_RUNS_SQL)
             .bind::<Array<Text>, _>(&self.0.run_ids)
             .bind::<diesel::sql_types::Nullable<Array<Text>>, _>(self.0.thread_prefixes.as_deref());
-        async move { statement.execute(conn).await.map(drop) }.boxed()
+        statement.execute_on(conn)
     }
 }

@@ -129,7 +129,7 @@ impl Operation for PruneDeleteOp<'_> {
 
     fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
         let statement = Statement::new(DELETE_THREADS_SQL).bind::<Array<Text>, _>(self.0);
-        async move { statement.execute(conn).await.map(drop) }.boxed()
+        statement.execute_on(conn)
     }
 }
 

@@ -2,8 +2,7 @@
 
 use diesel::QueryResult;
 use diesel::sql_types::{Array, Bytea, Jsonb, Nullable, Text};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use futures_util::FutureExt;
+use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
 
 use crate::domain::{ChannelBlob, PutCheckpoint};
@@ -51,7 +50,7 @@ impl Operation for PutOp<'_> {
             .bind::<Nullable<Text>, _>(put.parent_checkpoint_id.as_deref())
             .bind::<Jsonb, _>(JsonText(put.checkpoint.as_str()))
             .bind::<Jsonb, _>(JsonText(put.metadata.as_str()));
-        async move { statement.execute(conn).await.map(drop) }.boxed()
+        statement.execute_on(conn)
     }
 }
 
@@ -105,7 +104,7 @@ impl Operation for PutManyOp<'_> {
             )
             .bind::<Array<Jsonb>, _>(puts.iter().map(|p| JsonText(p.checkpoint.as_str())).collect::<Vec<_>>())
             .bind::<Array<Jsonb>, _>(puts.iter().map(|p| JsonText(p.metadata.as_str())).collect::<Vec<_>>());
-        async move { statement.execute(conn).await.map(drop) }.boxed()
+        statement.execute_on(conn)
     }
 }
 

@@ -4,8 +4,7 @@ use std::sync::LazyLock;
 
 use diesel::QueryResult;
 use diesel::sql_types::{Array, Bytea, Int4, Text};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use futures_util::FutureExt;
+use diesel_async::AsyncPgConnection;
 use futures_util::future::BoxFuture;
 
 use crate::domain::{PutWrites, WriteConflict};
@@ -68,6 +67,6 @@ impl Operation for PutWritesOp<'_> {
             .bind::<Array<Bytea>, _>(
                 writes.iter().map(|w| w.value.data.as_deref().unwrap_or_default()).collect::<Vec<_>>(),
             );
-        async move { statement.execute(conn).await.map(drop) }.boxed()
+        statement.execute_on(conn)
     }
 }

@@ -32,8 +32,6 @@ pub fn fault_config(url: &str) -> Config {
     };
     let database = resolve_database(&flags, &|_| None).expect("valid fault-test URL");
     let mut config = test_config("postgresql://unused@127.0.0.1/unused");
-    config.storage.statement_timeout = database.statement_timeout;
-    config.storage.idle_in_transaction_timeout = database.idle_in_transaction_timeout;
     config.storage.list_page_size = 64;
     config.pool.acquire_timeout = Duration::from_secs(2);
     config.pool.validation_timeout = Duration::from_millis(500);
