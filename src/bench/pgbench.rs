@@ -199,13 +199,18 @@ fn script(
     for line in setup {
         let _ = writeln!(text, "{line}");
     }
-    text.push_str("\\startpipeline\n");
-    for command in &transaction.begin {
-        let _ = writeln!(text, "{command};");
+    let autocommit = transaction.begin.is_empty();
+    if !autocommit {
+        text.push_str("\\startpipeline\n");
+        for command in &transaction.begin {
+            let _ = writeln!(text, "{command};");
+        }
+        text.push_str("\\endpipeline\n");
     }
-    text.push_str("\\endpipeline\n");
     let _ = writeln!(text, "{};", placeholders_to_variables(&transaction.statement, &renamed));
-    text.push_str("COMMIT;\n");
+    if !autocommit {
+        text.push_str("COMMIT;\n");
+    }
     Script { text, values: values.map(|(name, value)| (name.to_owned(), value)).collect() }
 }
 
@@ -335,29 +340,35 @@ mod tests {
     }
 
     #[test]
-    fn the_put_script_pipelines_begin_and_binds_every_placeholder() {
-        let pgbench = Pgbench {
-            binary: "pgbench".into(),
-            database_url: String::new(),
-            get_thread: "g".into(),
-            list_thread: "l".into(),
-        };
-        let script = pgbench.script(Op::Put);
-        assert!(
-            script.text.contains("\\startpipeline\nBEGIN;\nSET LOCAL statement_timeout = 30000;\n"),
-            "{}",
-            script.text
-        );
-        assert!(
-            script.text.contains("idle_in_transaction_session_timeout = 60000;\nSET LOCAL jit = off;\n\\endpipeline\n"),
-            "{}",
-            script.text
-        );
-        assert!(script.text.ends_with(";\nCOMMIT;\n"), "{}", script.text);
+    fn the_put_script_is_the_statement_alone_with_every_placeholder_bound() {
+        let script = pgbench().script(Op::Put);
+        assert!(!script.text.contains("BEGIN") && !script.text.contains("COMMIT"), "{}", script.text);
+        assert!(script.text.contains("WITH new_blobs AS ("), "{}", script.text);
         assert!(!script.text.contains('$'));
         assert!(script.text.contains("SELECT :p1, '', b.channel"), "{}", script.text);
         for n in [3, 4, 5, 6, 8, 9, 10] {
             assert!(script.values.iter().any(|(name, _)| name == &format!("p{n}")), "p{n} unbound");
         }
+    }
+
+    fn pgbench() -> Pgbench {
+        Pgbench {
+            binary: "pgbench".into(),
+            database_url: String::new(),
+            get_thread: "g".into(),
+            list_thread: "l".into(),
+        }
+    }
+
+    #[test]
+    fn the_list_script_pipelines_begin_with_its_limits_and_commits() {
+        let script = pgbench().script(Op::List);
+        assert!(
+            script.text.contains("\\startpipeline\nBEGIN READ ONLY;\nSET LOCAL statement_timeout = 30000;\n"),
+            "{}",
+            script.text
+        );
+        assert!(script.text.contains("SET LOCAL jit = off;\n\\endpipeline\n"), "{}", script.text);
+        assert!(script.text.ends_with(";\nCOMMIT;\n"), "{}", script.text);
     }
 }

@@ -7,11 +7,13 @@ use crate::domain::{ListQuery, WriteConflict};
 use crate::storage::ops::{self, Access, ListSelect};
 use crate::storage::runner::{TransactionLimits, begin_sql};
 
-/// One operation's transaction, three round trips: the `BEGIN` batch (one simple-query
-/// message), one statement with `$n` placeholders, `COMMIT`.
+/// What one operation sends: a transaction of three round trips (the `BEGIN` batch, one
+/// simple-query message; one statement with `$n` placeholders; `COMMIT`), or, for a
+/// one-statement operation on a direct connection, the statement alone (no `begin`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReferenceTransaction {
-    /// The commands of the `BEGIN` batch, in order.
+    /// The commands of the `BEGIN` batch, in order; empty when the statement runs alone in
+    /// autocommit, with no `COMMIT` either.
     pub begin: Vec<String>,
     /// The operation's statement.
     pub statement: String,
@@ -28,7 +30,8 @@ pub struct ReferenceSql {
 }
 
 impl ReferenceSql {
-    /// The statements as the store sends them with these session limits.
+    /// The statements as the store sends them with these session limits, on a connection that
+    /// keeps its prepared statements (Put, PutWrites and GetTuple then run alone).
     pub fn new(statement_timeout: Duration, idle_in_transaction_timeout: Duration, list_limit: u64) -> Self {
         let limits = TransactionLimits { statement_timeout, idle_in_transaction_timeout };
         let begin = |access| {
@@ -42,12 +45,12 @@ impl ReferenceSql {
         };
         let list_page = ListSelect { query: &query, after: None, limit: Some(list_limit) }.select();
         Self {
-            put: ReferenceTransaction { begin: begin(Access::ReadWrite), statement: ops::PUT_SQL.to_owned() },
+            put: ReferenceTransaction { begin: Vec::new(), statement: ops::PUT_SQL.to_owned() },
             put_writes: ReferenceTransaction {
-                begin: begin(Access::ReadWrite),
+                begin: Vec::new(),
                 statement: ops::put_writes_sql(WriteConflict::Ignore).to_owned(),
             },
-            get_tuple: ReferenceTransaction { begin: begin(Access::ReadOnly), statement: ops::GET_LATEST_SQL.clone() },
+            get_tuple: ReferenceTransaction { begin: Vec::new(), statement: ops::GET_LATEST_SQL.clone() },
             list: ReferenceTransaction { begin: begin(Access::ReadOnly), statement: list_page.sql().to_owned() },
         }
     }
@@ -62,11 +65,10 @@ mod tests {
     }
 
     #[test]
-    fn writes_begin_read_write_and_reads_begin_read_only() {
+    fn one_statement_operations_run_alone_and_a_list_page_in_a_read_only_transaction() {
         let sql = reference();
-        assert_eq!(sql.put.begin[0], "BEGIN");
-        assert_eq!(sql.put_writes.begin[0], "BEGIN");
-        assert_eq!(sql.get_tuple.begin[0], "BEGIN READ ONLY");
+        assert!(sql.put.begin.is_empty() && sql.put_writes.begin.is_empty() && sql.get_tuple.begin.is_empty());
+        assert_eq!(sql.list.begin[0], "BEGIN READ ONLY");
         assert!(sql.list.begin[1].starts_with("SET LOCAL statement_timeout = "));
     }
 

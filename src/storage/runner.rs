@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use diesel::QueryResult;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::pooled_connection::PoolableConnection;
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
@@ -19,7 +20,7 @@ use crate::retry::{ErrorClass, Failure, Phase, RetryBudget, RetryPolicy, SqlStat
 use crate::storage::StorageError;
 use crate::storage::error::sqlstate_of;
 use crate::storage::ops::{Access, Operation};
-use crate::storage::pool::{CheckoutError, Pool};
+use crate::storage::pool::{CheckoutError, Pool, PooledConn};
 use crate::storage::retry_loop::{AttemptFailure, Attempts, LoopError, RetryContext, retry};
 use crate::storage::stats::CallStats;
 
@@ -128,6 +129,9 @@ impl Runner {
             return Err(AttemptFailure::deadline(Phase::Checkout));
         }
         conn.begin_use();
+        if op.is_one_statement() && self.pool.keeps_statements() {
+            return self.autocommit(op, conn, deadline).await;
+        }
         let begin = begin_sql(op.access(), self.limits, remaining);
         let outcome = tokio::time::timeout_at(deadline, transaction(&mut conn, op, &begin)).await;
         match outcome {
@@ -152,6 +156,94 @@ impl Runner {
         }
     }
 }
+
+impl Runner {
+    /// One statement alone in autocommit: one round trip (a cached prepared statement is Bind and
+    /// Execute with one Sync). No `SET LOCAL` can bound it, so the call's own timer does (capped
+    /// by `statement_timeout`); when it fires, a cancel request stops the statement on the server
+    /// and its answer is awaited a little longer, so a write reported as timed out was cancelled
+    /// rather than left running. A connection whose statement does not answer in time is
+    /// dropped while in use, so the pool discards it. A write whose connection breaks before its
+    /// answer has an unknown outcome, like an interrupted COMMIT.
+    async fn autocommit<O: Operation>(
+        &self,
+        op: &O,
+        mut conn: PooledConn,
+        deadline: Instant,
+    ) -> Result<O::Output, AttemptFailure> {
+        let timer = deadline.min(Instant::now() + self.limits.statement_timeout);
+        let cancel = conn.cancel_token();
+        let answer = {
+            let mut run = op.run(&mut conn);
+            match tokio::time::timeout_at(timer, &mut run).await {
+                Ok(outcome) => Ok(outcome.map_err(Stopped::from)),
+                Err(_) => {
+                    let cancelled = async {
+                        self.pool.cancel(cancel).await;
+                        run.await
+                    };
+                    let answered = tokio::time::timeout(CANCEL_GRACE, cancelled).await;
+                    answered.map(|outcome| after_cancel(op, outcome, timer == deadline))
+                }
+            }
+        };
+        // No answer even after the cancel: the connection goes back in use, so it is discarded.
+        let Ok(answer) = answer else { return Err(AttemptFailure::deadline(Phase::Statement)) };
+        let broken = answer.is_err() && PoolableConnection::is_broken(&mut **conn);
+        if !broken {
+            conn.finish_use();
+        }
+        answer.map_err(|failure| match failure {
+            Stopped::Failed(failure) => failure,
+            Stopped::Database(error) => {
+                let phase = if broken && op.access() == Access::ReadWrite { Phase::Commit } else { Phase::Statement };
+                database_failure(phase, &error, broken)
+            }
+        })
+    }
+}
+
+/// Why a statement run alone did not give its result.
+enum Stopped {
+    /// The database's error, to classify.
+    Database(DieselError),
+    /// Already classified.
+    Failed(AttemptFailure),
+}
+
+impl From<DieselError> for Stopped {
+    fn from(error: DieselError) -> Self {
+        Self::Database(error)
+    }
+}
+
+/// What a statement's answer means once its timer fired and a cancel request went out. A read's
+/// result is still good. A write's success is never acknowledged: the cancel may have cut short
+/// the wait for a synchronous standby, and PostgreSQL then reports success for a commit that is
+/// only local ("committed locally, but might not have been replicated"). The write may have been
+/// applied, so the caller hears its deadline passed (or, after `statement_timeout`, that the
+/// outcome is unknown, which is retried: every write is idempotent).
+fn after_cancel<O: Operation>(
+    op: &O,
+    outcome: QueryResult<O::Output>,
+    deadline_passed: bool,
+) -> Result<O::Output, Stopped> {
+    match outcome {
+        Ok(output) if op.access() != Access::ReadWrite => Ok(output),
+        _ if deadline_passed => Err(Stopped::Failed(AttemptFailure::deadline(Phase::Statement))),
+        Ok(_) => Err(Stopped::Failed(AttemptFailure {
+            class: ErrorClass::AmbiguousCommit,
+            phase: Phase::Commit,
+            detail: "the statement answered after its cancel request; its commit may be local only".into(),
+            sqlstate: None,
+        })),
+        Err(error) => Err(Stopped::Database(error)),
+    }
+}
+
+/// How long a statement stopped by the call's timer has to answer once its cancel request is
+/// sent, before its connection is given up.
+const CANCEL_GRACE: Duration = Duration::from_millis(100);
 
 /// A single operation with a fixed deadline, as most calls are.
 struct OpAttempts<'a, O> {
@@ -318,6 +410,51 @@ mod tests {
                 .starts_with("BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL statement_timeout = 30000;")
         );
         assert!(begin_sql(Access::ReadWrite, limits, Duration::ZERO).contains("statement_timeout = 1;"));
+    }
+
+    /// An operation that only says how it accesses the database.
+    struct Accessing(Access);
+
+    impl Operation for Accessing {
+        type Output = u8;
+
+        fn name(&self) -> &'static str {
+            "test"
+        }
+
+        fn db_operation(&self) -> &'static str {
+            "SELECT"
+        }
+
+        fn access(&self) -> Access {
+            self.0
+        }
+
+        fn run<'c>(&'c self, _conn: &'c mut AsyncPgConnection) -> futures_util::future::BoxFuture<'c, QueryResult<u8>> {
+            unreachable!("after_cancel never runs the operation")
+        }
+    }
+
+    #[test]
+    fn after_a_cancel_a_read_keeps_its_result_and_a_write_is_never_acknowledged() {
+        use Access::{ReadOnly, ReadWrite};
+        let cancelled = || Err(DieselError::RollbackTransaction);
+        type Case = (&'static str, Access, QueryResult<u8>, bool, Result<u8, ErrorClass>);
+        let cases: [Case; 6] = [
+            ("a read that finished anyway", ReadOnly, Ok(7), true, Ok(7)),
+            ("a write that finished by the deadline", ReadWrite, Ok(7), true, Err(ErrorClass::Deadline)),
+            ("a write that finished by statement_timeout", ReadWrite, Ok(7), false, Err(ErrorClass::AmbiguousCommit)),
+            ("a cancelled read at the deadline", ReadOnly, cancelled(), true, Err(ErrorClass::Deadline)),
+            ("a cancelled write at the deadline", ReadWrite, cancelled(), true, Err(ErrorClass::Deadline)),
+            ("a cancelled write at statement_timeout", ReadWrite, cancelled(), false, Err(ErrorClass::Internal)),
+        ];
+        for (case, access, outcome, deadline_passed, expected) in cases {
+            let got = after_cancel(&Accessing(access), outcome, deadline_passed).map_err(|stopped| match stopped {
+                Stopped::Failed(failure) => failure.class,
+                Stopped::Database(error) => database_failure(Phase::Statement, &error, false).class,
+            });
+            assert_eq!(got, expected, "{case}");
+        }
     }
 
     #[test]

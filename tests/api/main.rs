@@ -7,6 +7,7 @@ mod get_tuple;
 mod list;
 mod maintenance;
 mod put;
+mod round_trips;
 mod schema;
 mod service;
 mod validation;

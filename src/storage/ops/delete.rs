@@ -34,6 +34,10 @@ impl Operation for DeleteThreadOp<'_> {
         Access::ReadWrite
     }
 
+    fn is_one_statement(&self) -> bool {
+        true
+    }
+
     fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
         let statement = Statement::new(DELETE_THREAD_SQL).bind::<Text, _>(self.0);
         statement.execute_on(conn)

@@ -1,8 +1,9 @@
 //! One type per database operation: its SQL, its binds and how its rows become domain values.
 //!
 //! Every operation runs inside a transaction that `storage::runner` opens (with its timeouts)
-//! and commits, and may run more than once: each must be idempotent, which the SQL guarantees
-//! (upserts and insert-if-absent keyed by the client's ids).
+//! and commits, or, when it is one statement, alone in autocommit; it may run more than once:
+//! each must be idempotent, which the SQL guarantees (upserts and insert-if-absent keyed by the
+//! client's ids).
 
 mod copy;
 mod delete;
@@ -37,7 +38,8 @@ pub(crate) enum Access {
     Snapshot,
 }
 
-/// A database operation the runner can execute (and repeat) inside one transaction.
+/// A database operation the runner can execute (and repeat): inside one transaction, or, for one
+/// statement on a connection that keeps its prepared statements, alone in autocommit.
 pub(crate) trait Operation: Sync {
     /// What a successful run returns.
     type Output: Send;
@@ -56,6 +58,13 @@ pub(crate) trait Operation: Sync {
     /// The transaction mode it needs.
     fn access(&self) -> Access;
 
-    /// Runs the statements, one at a time. The connection is inside a transaction; do not commit.
+    /// True when `run` sends exactly one statement, atomic on its own (data-modifying CTEs are):
+    /// the runner may then send it in autocommit, one round trip instead of three.
+    fn is_one_statement(&self) -> bool {
+        false
+    }
+
+    /// Runs the statements, one at a time, inside a transaction (do not commit), or alone in
+    /// autocommit when [`Operation::is_one_statement`].
     fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<Self::Output>>;
 }

@@ -42,6 +42,10 @@ impl Operation for PutOp<'_> {
         Access::ReadWrite
     }
 
+    fn is_one_statement(&self) -> bool {
+        true
+    }
+
     fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
         let put = self.0;
         let statement = Statement::new(PUT_SQL).bind::<Text, _>(&put.thread_id).bind::<Text, _>(&put.checkpoint_ns);
@@ -86,6 +90,10 @@ impl Operation for PutManyOp<'_> {
 
     fn access(&self) -> Access {
         Access::ReadWrite
+    }
+
+    fn is_one_statement(&self) -> bool {
+        true
     }
 
     fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {

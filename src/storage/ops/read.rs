@@ -213,6 +213,10 @@ impl Operation for GetTupleOp<'_> {
         Access::ReadOnly
     }
 
+    fn is_one_statement(&self) -> bool {
+        true
+    }
+
     fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<Self::Output>> {
         let get = self.0;
         let statement = Statement::new(self.sql()).bind::<Text, _>(&get.thread_id).bind::<Text, _>(&get.checkpoint_ns);

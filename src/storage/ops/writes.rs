@@ -52,6 +52,10 @@ impl Operation for PutWritesOp<'_> {
         Access::ReadWrite
     }
 
+    fn is_one_statement(&self) -> bool {
+        true
+    }
+
     fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<()>> {
         let put = self.0;
         let writes = &put.writes;

@@ -267,7 +267,9 @@ impl Manager {
     /// Connects and runs diesel-async's session set-up inside a transaction. The set-up sends
     /// named prepared statements, concurrently; inside `BEGIN … COMMIT` a transaction-mode pooler
     /// (PgBouncer) keeps them on one server connection, so they cannot fail with "prepared
-    /// statement does not exist".
+    /// statement does not exist". A connection that keeps its prepared statements (not behind
+    /// such a pooler) also turns JIT off for its session, for the statements it runs in
+    /// autocommit (transactions set it themselves; see `runner::begin_sql`).
     async fn establish(&self, host: &tokio_postgres::Config) -> Result<AsyncPgConnection, ConnectError> {
         let (client, mut connection) = self.connect(host).await.map_err(|e| ConnectError::from_postgres(&e))?;
         tokio::select! {
@@ -277,7 +279,8 @@ impl Manager {
         let mut conn = AsyncPgConnection::try_from_client_and_connection(client, connection)
             .await
             .map_err(|e| ConnectError::from_setup(&e))?;
-        conn.batch_execute("COMMIT").await.map_err(|e| ConnectError::from_setup_query(&e))?;
+        let commit = if self.statement_cache { "SET jit = off; COMMIT" } else { "COMMIT" };
+        conn.batch_execute(commit).await.map_err(|e| ConnectError::from_setup_query(&e))?;
         if !self.statement_cache {
             conn.set_prepared_statement_cache_size(CacheSize::Disabled);
         }

@@ -118,6 +118,32 @@ impl Pool {
         })
     }
 
+    /// Whether connections keep their prepared statements (off behind a transaction-mode
+    /// pooler): only then is a statement one round trip outside a transaction.
+    pub fn keeps_statements(&self) -> bool {
+        self.database.statement_cache
+    }
+
+    /// Asks the server to cancel what the connection of `token` is running, over a new
+    /// connection with the connections' TLS settings (read afresh, as a rebuilt pool would),
+    /// within the connect timeout. Best effort: the statement may finish first.
+    pub async fn cancel(&self, token: tokio_postgres::CancelToken) {
+        let tls = match tls::client_config(&self.database.tls) {
+            Ok(config) => tokio_postgres_rustls::MakeRustlsConnect::new(config),
+            Err(error) => return tracing::warn!(%error, "cannot send a cancel request"),
+        };
+        let cancel = token.cancel_query(tls);
+        let bound = match self.database.connect_timeout {
+            t if t.is_zero() => Duration::from_secs(5),
+            t => t,
+        };
+        match tokio::time::timeout(bound, cancel).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::debug!(%error, "cancel request failed"),
+            Err(_) => tracing::debug!("cancel request timed out"),
+        }
+    }
+
     /// The longest a checkout waits, unless the caller's deadline is sooner.
     pub fn acquire_timeout(&self) -> Duration {
         self.config.acquire_timeout
