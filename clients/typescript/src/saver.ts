@@ -27,9 +27,7 @@ import {
   BaseCheckpointSaver,
   INTERRUPT,
   TASKS,
-  compareWritesSortKeys,
   maxChannelVersion,
-  writesSortKey,
   type ChannelVersions,
   type Checkpoint,
   type CheckpointListOptions,
@@ -536,10 +534,8 @@ export class GrpcCheckpointSaver extends BaseCheckpointSaver {
       channel_values: { ...inline, ...Object.fromEntries(loaded) },
     } as Checkpoint;
 
-    const sorted = [...t.pendingWrites].sort((a, b) =>
-      compareWritesSortKeys(writesSortKey(a.taskPath, a.taskId, a.idx), writesSortKey(b.taskPath, b.taskId, b.idx)),
-    );
-    const pendingWrites = await Promise.all(sorted.map((w) => this.loadWrite(w)));
+    // Already in writesSortKey order: the server sorts by (task_path, task_id, idx), by code point.
+    const pendingWrites = await Promise.all(t.pendingWrites.map((w) => this.loadWrite(w)));
 
     return {
       config: { configurable: { thread_id: threadId, checkpoint_ns: checkpointNs, checkpoint_id: checkpointId } },

@@ -13,7 +13,8 @@ A drop-in replacement for ``AsyncPostgresSaver`` / ``PostgresSaver`` (langgraph-
 * ``get_next_version`` is the Postgres saver's formula, computed locally, except that an integer
   version (written by LangGraph.js) is continued as an integer;
 * reads overlay blobs on inline values, skip ``"empty"`` blobs, return pending writes in
-  ``writes_sort_key`` order, and fold a legacy (v < 4) checkpoint's pending sends into
+  ``writes_sort_key`` order (the server's order, not sorted again here), and fold a legacy
+  (v < 4) checkpoint's pending sends into
   ``channel_values["__pregel_tasks"]``;
 * ``get_delta_channel_history`` is one ``GetDeltaChannelHistory`` call: the server walks the
   parent chain with the Postgres saver's rules; the seed and the writes are deserialized here.
@@ -47,7 +48,6 @@ from langgraph.checkpoint.base import (
     DeltaChannelHistory,
     get_checkpoint_id,
     get_serializable_checkpoint_metadata,
-    writes_sort_key,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.types import TASKS, _DeltaSnapshot
@@ -585,13 +585,8 @@ class GrpcCheckpointSaver(BaseCheckpointSaver[str]):
     def _load_writes(
         self, writes: list[tuple[str, str, str, bytes, str, int]] | None
     ) -> list[tuple[str, str, Any]]:
-        return [
-            (tid, channel, self.serde.loads_typed((t, v)))
-            for tid, channel, t, v, _, _ in sorted(
-                writes or [],
-                key=lambda w: writes_sort_key(w[4], w[0], int(w[5])),
-            )
-        ]
+        # Already in writes_sort_key order: the server sorts by (task_path, task_id, idx).
+        return [(tid, channel, self.serde.loads_typed((t, v))) for tid, channel, t, v, _, _ in writes or []]
 
     def _make_tuple(self, value: dict[str, Any]) -> CheckpointTuple:
         """The tuple of a row (see ``_row``): deserializes its pending writes and blobs."""
