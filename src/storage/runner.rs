@@ -159,8 +159,10 @@ impl Runner {
 
 impl Runner {
     /// One statement alone in autocommit: one round trip (a cached prepared statement is Bind and
-    /// Execute with one Sync). No `SET LOCAL` can bound it, so the call's own timer does (capped
-    /// by `statement_timeout`); when it fires, a cancel request stops the statement on the server
+    /// Execute with one Sync). No `SET LOCAL` can bound it, so the call's own timer does: the
+    /// deadline, and for a read also `statement_timeout`. A write's statement and its commit (with
+    /// any wait for a synchronous standby) are one, and a transaction's COMMIT is bounded by the
+    /// deadline alone, so a write is too. When the timer fires, a cancel request stops the statement on the server
     /// and its answer is awaited a little longer, so a write reported as timed out was cancelled
     /// rather than left running. A connection whose statement does not answer in time is
     /// dropped while in use, so the pool discards it. A write whose connection breaks before its
@@ -171,7 +173,10 @@ impl Runner {
         mut conn: PooledConn,
         deadline: Instant,
     ) -> Result<O::Output, AttemptFailure> {
-        let timer = deadline.min(Instant::now() + self.limits.statement_timeout);
+        let timer = match op.access() {
+            Access::ReadWrite => deadline,
+            Access::ReadOnly | Access::Snapshot => deadline.min(Instant::now() + self.limits.statement_timeout),
+        };
         let cancel = conn.cancel_token();
         let answer = {
             let mut run = op.run(&mut conn);
@@ -221,8 +226,7 @@ impl From<DieselError> for Stopped {
 /// result is still good. A write's success is never acknowledged: the cancel may have cut short
 /// the wait for a synchronous standby, and PostgreSQL then reports success for a commit that is
 /// only local ("committed locally, but might not have been replicated"). The write may have been
-/// applied, so the caller hears its deadline passed (or, after `statement_timeout`, that the
-/// outcome is unknown, which is retried: every write is idempotent).
+/// applied, so the caller hears its deadline passed (a write's timer is its deadline).
 fn after_cancel<O: Operation>(
     op: &O,
     outcome: QueryResult<O::Output>,
@@ -230,13 +234,8 @@ fn after_cancel<O: Operation>(
 ) -> Result<O::Output, Stopped> {
     match outcome {
         Ok(output) if op.access() != Access::ReadWrite => Ok(output),
-        _ if deadline_passed => Err(Stopped::Failed(AttemptFailure::deadline(Phase::Statement))),
-        Ok(_) => Err(Stopped::Failed(AttemptFailure {
-            class: ErrorClass::AmbiguousCommit,
-            phase: Phase::Commit,
-            detail: "the statement answered after its cancel request; its commit may be local only".into(),
-            sqlstate: None,
-        })),
+        Ok(_) => Err(Stopped::Failed(AttemptFailure::deadline(Phase::Commit))),
+        Err(_) if deadline_passed => Err(Stopped::Failed(AttemptFailure::deadline(Phase::Statement))),
         Err(error) => Err(Stopped::Database(error)),
     }
 }
@@ -440,13 +439,12 @@ mod tests {
         use Access::{ReadOnly, ReadWrite};
         let cancelled = || Err(DieselError::RollbackTransaction);
         type Case = (&'static str, Access, QueryResult<u8>, bool, Result<u8, ErrorClass>);
-        let cases: [Case; 6] = [
+        let cases: [Case; 5] = [
             ("a read that finished anyway", ReadOnly, Ok(7), true, Ok(7)),
-            ("a write that finished by the deadline", ReadWrite, Ok(7), true, Err(ErrorClass::Deadline)),
-            ("a write that finished by statement_timeout", ReadWrite, Ok(7), false, Err(ErrorClass::AmbiguousCommit)),
-            ("a cancelled read at the deadline", ReadOnly, cancelled(), true, Err(ErrorClass::Deadline)),
-            ("a cancelled write at the deadline", ReadWrite, cancelled(), true, Err(ErrorClass::Deadline)),
-            ("a cancelled write at statement_timeout", ReadWrite, cancelled(), false, Err(ErrorClass::Internal)),
+            ("a read that finished at statement_timeout", ReadOnly, Ok(7), false, Ok(7)),
+            ("a write that finished anyway", ReadWrite, Ok(7), true, Err(ErrorClass::Deadline)),
+            ("a cancelled statement at the deadline", ReadWrite, cancelled(), true, Err(ErrorClass::Deadline)),
+            ("a read cancelled at statement_timeout", ReadOnly, cancelled(), false, Err(ErrorClass::Internal)),
         ];
         for (case, access, outcome, deadline_passed, expected) in cases {
             let got = after_cancel(&Accessing(access), outcome, deadline_passed).map_err(|stopped| match stopped {

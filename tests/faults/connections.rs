@@ -44,8 +44,14 @@ async fn killing_backends_mid_read_and_mid_write_loses_no_acknowledged_write() {
     let service = Service::start_serving(fault_config(&db.url())).await;
     let running = load::start(service.addr, LoadOptions::standard()).await;
     progress(&running, 100, "load before the kills").await;
+    // One statement per call in autocommit is short, so many kills land between calls (the pool
+    // then drops the dead connection at checkout): keep killing until some landed mid-call.
+    let retried = || async { service.status().await.retries_by_class.values().sum::<u64>() };
     let mut killed = 0;
-    for _ in 0..6 {
+    for round in 0.. {
+        if round >= 6 && (retried().await > 0 || round >= 60) {
+            break;
+        }
         killed += tokio::task::block_in_place(|| db.terminate("state <> 'idle'"));
         progress(&running, 40, "load between kills").await;
     }
