@@ -12,6 +12,7 @@
 //! * `bench`: the load generator behind `checkpointd bench`.
 //! * `telemetry`: logs, traces and metrics. `reload`: certificate and token rotation.
 //! * `shutdown`: signals. `accept`: accept loops that pause on resource errors.
+//! * `pem`: PEM certificate and key files, shared by both TLS stacks.
 
 pub mod accept;
 pub mod app;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod devdb;
 pub mod domain;
 pub mod grpc;
+pub mod pem;
 pub mod reload;
 pub mod retry;
 pub mod shutdown;

@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use crate::bench::BenchError;
 use crate::grpc::pb::checkpoint_service_client::CheckpointServiceClient;
 
 /// A client of the server under test.
@@ -36,14 +37,14 @@ impl tower::Service<http::Request<tonic::body::Body>> for H2Connection {
 }
 
 /// A client with its own HTTP/2 connection to `target`.
-pub async fn connect(target: SocketAddr) -> Result<Client, String> {
-    let failed = |e: &dyn std::fmt::Display| format!("cannot connect to {target}: {e}");
-    let stream = tokio::net::TcpStream::connect(target).await.map_err(|e| failed(&e))?;
-    stream.set_nodelay(true).map_err(|e| failed(&e))?;
+pub async fn connect(target: SocketAddr) -> Result<Client, BenchError> {
+    let failed = |source: Box<dyn std::error::Error + Send + Sync>| BenchError::Connect { target, source };
+    let stream = tokio::net::TcpStream::connect(target).await.map_err(|e| failed(e.into()))?;
+    stream.set_nodelay(true).map_err(|e| failed(e.into()))?;
     let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
         .await
-        .map_err(|e| failed(&e))?;
+        .map_err(|e| failed(e.into()))?;
     tokio::spawn(connection);
-    let origin: http::Uri = format!("http://{target}").parse().map_err(|e| failed(&e))?;
+    let origin: http::Uri = format!("http://{target}").parse().map_err(|e: http::uri::InvalidUri| failed(e.into()))?;
     Ok(CheckpointServiceClient::with_origin(H2Connection(sender), origin).max_decoding_message_size(64 << 20))
 }

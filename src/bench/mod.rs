@@ -4,6 +4,7 @@
 //! a table.
 
 mod client;
+mod error;
 mod payload;
 mod pgbench;
 mod process;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use error::BenchError;
 pub use payload::{messages_blob, put_request, put_writes_request};
 pub use pgbench::Pgbench;
 pub use process::{SpawnedServer, Usage, usage};
@@ -118,15 +120,16 @@ pub struct Report {
 }
 
 /// Runs the benchmark and prints its table.
-pub async fn run(args: BenchArgs) -> Result<Report, String> {
+pub async fn run(args: BenchArgs) -> Result<Report, BenchError> {
     let spawned = match args.target {
         Some(_) => None,
         None => {
-            let url = args.database_url.as_deref().ok_or("give --target, or --database-url to start a server")?;
-            Some(SpawnedServer::start(url, &args.server_args).map_err(|e| format!("cannot start the server: {e}"))?)
+            let url = args.database_url.as_deref();
+            let url = url.ok_or(BenchError::Usage("give --target, or --database-url to start a server"))?;
+            Some(SpawnedServer::start(url, &args.server_args).map_err(BenchError::StartServer)?)
         }
     };
-    let target = args.target.or(spawned.as_ref().map(|s| s.addr)).ok_or("no target")?;
+    let target = args.target.or(spawned.as_ref().map(|s| s.addr)).ok_or(BenchError::Usage("no target"))?;
     let server_pid = args.server_pid.or(spawned.as_ref().map(SpawnedServer::pid));
     process::wait_until_serving(target, Duration::from_secs(60)).await?;
     let run = format!("bench-{}", std::process::id());
@@ -165,8 +168,8 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
     let report = Report { version: env!("CARGO_PKG_VERSION"), ratios: ratios(&summary), summary, steps, stream, soak };
     println!("{}", table(&report));
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text).map_err(BenchError::io("write", path))?;
     }
     drop(spawned);
     Ok(report)
@@ -174,7 +177,7 @@ pub async fn run(args: BenchArgs) -> Result<Report, String> {
 
 /// Every step, each followed by its pgbench reference when there is one, so noise on the
 /// shared machine hits both alike.
-async fn measure_all(args: &BenchArgs, window: &Window, pgbench: Option<&Pgbench>) -> Result<Vec<Step>, String> {
+async fn measure_all(args: &BenchArgs, window: &Window, pgbench: Option<&Pgbench>) -> Result<Vec<Step>, BenchError> {
     let mut steps = Vec::new();
     for &op in &args.ops {
         for &concurrency in &args.concurrency {
@@ -208,8 +211,10 @@ fn progress(step: &Step) {
 }
 
 /// The pgbench reference, with the thread its GetTuple reads seeded through the server.
-async fn reference(binary: &std::path::Path, args: &BenchArgs, window: &Window) -> Result<Pgbench, String> {
-    let database_url = args.database_url.clone().ok_or("--pgbench needs --database-url (the server's database)")?;
+async fn reference(binary: &std::path::Path, args: &BenchArgs, window: &Window) -> Result<Pgbench, BenchError> {
+    let database_url = args.database_url.clone();
+    let database_url =
+        database_url.ok_or(BenchError::Usage("--pgbench needs --database-url (the server's database)"))?;
     let get_thread = format!("{}-pgbench-get", window.run);
     runner::seed_thread(window.target, &get_thread, 1, 1).await?;
     Ok(Pgbench { binary: binary.to_owned(), database_url, get_thread, list_thread: window.list_thread.clone() })

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::bench::BenchError;
 use crate::bench::payload::{checkpoint_id, put_request, put_writes_request};
 use crate::bench::runner::{Driver, Op, Step, latency_step};
 use crate::storage::{ReferenceSql, ReferenceTransaction};
@@ -44,7 +45,7 @@ impl Pgbench {
         repetition: usize,
         warmup: Duration,
         duration: Duration,
-    ) -> Result<Step, String> {
+    ) -> Result<Step, BenchError> {
         let script = self.script(op);
         let mut clients = concurrency;
         loop {
@@ -57,7 +58,7 @@ impl Pgbench {
                     });
                     return Ok(Step { note, ..step });
                 }
-                Err(e) if e.contains("too many clients") && clients > 1 => clients /= 2,
+                Err(e) if e.is_too_many_clients() && clients > 1 => clients /= 2,
                 Err(e) => return Err(e),
             }
         }
@@ -69,9 +70,9 @@ impl Pgbench {
         clients: usize,
         warmup: Duration,
         duration: Duration,
-    ) -> Result<(Vec<u32>, u64), String> {
+    ) -> Result<(Vec<u32>, u64), BenchError> {
         let dir = std::env::temp_dir().join(format!("checkpointd-pgbench-{}-{}", std::process::id(), unique()));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(BenchError::io("create", &dir))?;
         let outcome = self.run_in(&dir, script, clients, warmup, duration).await;
         let _ = std::fs::remove_dir_all(&dir);
         outcome
@@ -84,9 +85,9 @@ impl Pgbench {
         concurrency: usize,
         warmup: Duration,
         duration: Duration,
-    ) -> Result<(Vec<u32>, u64), String> {
+    ) -> Result<(Vec<u32>, u64), BenchError> {
         let file = dir.join("script.sql");
-        std::fs::write(&file, &script.text).map_err(|e| e.to_string())?;
+        std::fs::write(&file, &script.text).map_err(BenchError::io("write", &file))?;
         let seconds = (warmup + duration).as_secs_f64().ceil().max(1.0) as u64 + 1;
         let mut command = tokio::process::Command::new(&self.binary);
         command
@@ -101,10 +102,10 @@ impl Pgbench {
         }
         command.arg(&self.database_url).kill_on_drop(true);
         let started = SystemTime::now();
-        let output = command.output().await.map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?;
+        let output = command.output().await.map_err(BenchError::io("run", &self.binary))?;
         if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(format!("pgbench failed ({}): {}", output.status, stderr.trim()));
+            let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+            return Err(BenchError::Pgbench { status: output.status, stderr });
         }
         let from = started + warmup;
         let latencies = read_logs(dir, from, from + duration)?;
@@ -260,16 +261,16 @@ fn bytea_array(items: &[Vec<u8>]) -> String {
 
 /// Latencies (µs) of the transactions that ended in `[from, until)`, from pgbench's
 /// per-transaction logs (`client tx latency_us script epoch_s epoch_us`).
-fn read_logs(dir: &Path, from: SystemTime, until: SystemTime) -> Result<Vec<u32>, String> {
+fn read_logs(dir: &Path, from: SystemTime, until: SystemTime) -> Result<Vec<u32>, BenchError> {
     let micros = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
     let (from, until) = (micros(from), micros(until));
     let mut latencies = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| e.to_string())?;
+    let entries = std::fs::read_dir(dir).map_err(BenchError::io("list", dir))?;
     for entry in entries.flatten() {
         if !entry.file_name().to_string_lossy().starts_with("log.") {
             continue;
         }
-        let text = std::fs::read_to_string(entry.path()).map_err(|e| e.to_string())?;
+        let text = std::fs::read_to_string(entry.path()).map_err(BenchError::io("read", entry.path()))?;
         latencies.extend(text.lines().filter_map(|line| log_line(line, from, until)));
     }
     Ok(latencies)

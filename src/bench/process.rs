@@ -6,6 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tonic::transport::Channel;
+
+use crate::bench::BenchError;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -87,11 +89,12 @@ impl Drop for SpawnedServer {
 }
 
 /// Waits until the server at `addr` reports SERVING.
-pub async fn wait_until_serving(addr: SocketAddr, limit: Duration) -> Result<(), String> {
+pub async fn wait_until_serving(addr: SocketAddr, limit: Duration) -> Result<(), BenchError> {
     let deadline = tokio::time::Instant::now() + limit;
+    let endpoint = Channel::from_shared(format!("http://{addr}"))
+        .map_err(|e| BenchError::Connect { target: addr, source: e.into() })?;
     loop {
-        if let Ok(channel) = Channel::from_shared(format!("http://{addr}")).map_err(|e| e.to_string())?.connect().await
-        {
+        if let Ok(channel) = endpoint.connect().await {
             let request = HealthCheckRequest { service: "checkpoint.v1.CheckpointService".into() };
             if let Ok(response) = HealthClient::new(channel).check(request).await
                 && response.into_inner().status == ServingStatus::Serving as i32
@@ -100,7 +103,7 @@ pub async fn wait_until_serving(addr: SocketAddr, limit: Duration) -> Result<(),
             }
         }
         if tokio::time::Instant::now() > deadline {
-            return Err(format!("the server at {addr} did not become SERVING within {limit:?}"));
+            return Err(BenchError::NotServing { addr, limit });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

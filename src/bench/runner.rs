@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::bench::BenchError;
 use crate::bench::payload::{checkpoint_id, put_request, put_writes_request};
 use crate::bench::process::{Usage, usage};
 use crate::grpc::pb;
@@ -102,7 +103,7 @@ pub struct Window {
 }
 
 /// Measures `op` at `concurrency`.
-pub async fn measure(op: Op, concurrency: usize, repetition: usize, window: &Window) -> Result<Step, String> {
+pub async fn measure(op: Op, concurrency: usize, repetition: usize, window: &Window) -> Result<Step, BenchError> {
     let mut clients = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
         clients.push(connect(window.target).await?);
@@ -129,7 +130,7 @@ pub async fn measure(op: Op, concurrency: usize, repetition: usize, window: &Win
     let own_after = usage(std::process::id());
     let mut latencies = Vec::new();
     for worker in workers {
-        latencies.extend(worker.await.map_err(|e| e.to_string())?);
+        latencies.extend(worker.await?);
     }
     let step = latency_step(
         Driver::Checkpointd,
@@ -272,7 +273,7 @@ impl Agent {
 }
 
 /// Puts `count` chained checkpoints into `thread` (with `concurrency` writers on disjoint ranges).
-pub async fn seed_thread(target: SocketAddr, thread: &str, count: u64, concurrency: u64) -> Result<(), String> {
+pub async fn seed_thread(target: SocketAddr, thread: &str, count: u64, concurrency: u64) -> Result<(), BenchError> {
     let mut writers = Vec::new();
     let per_writer = count.div_ceil(concurrency.max(1));
     for writer in 0..concurrency.max(1) {
@@ -282,13 +283,13 @@ pub async fn seed_thread(target: SocketAddr, thread: &str, count: u64, concurren
             let first = writer * per_writer;
             for step in first..(first + per_writer).min(count) {
                 let parent = step.checked_sub(1).map(checkpoint_id);
-                client.put(put_request(&thread, step, parent.as_deref())).await.map_err(|e| e.to_string())?;
+                client.put(put_request(&thread, step, parent.as_deref())).await.map_err(BenchError::call("Put"))?;
             }
-            Ok::<(), String>(())
+            Ok::<(), BenchError>(())
         }));
     }
     for writer in writers {
-        writer.await.map_err(|e| e.to_string())??;
+        writer.await??;
     }
     Ok(())
 }
@@ -307,7 +308,7 @@ pub async fn stream_whole_thread(
     target: SocketAddr,
     server_pid: Option<u32>,
     thread: &str,
-) -> Result<StreamCheck, String> {
+) -> Result<StreamCheck, BenchError> {
     let mut client = connect(target).await?;
     let mib = |u: Usage| u.rss_bytes as f64 / (1024.0 * 1024.0);
     let before = server_pid.and_then(usage).map(mib);
@@ -329,9 +330,9 @@ pub async fn stream_whole_thread(
         checkpoint_ns: Some(String::new()),
         ..Default::default()
     };
-    let mut stream = client.list(request).await.map_err(|e| e.to_string())?.into_inner();
+    let mut stream = client.list(request).await.map_err(BenchError::call("List"))?.into_inner();
     let mut checkpoints = 0;
-    while stream.message().await.map_err(|e| e.to_string())?.is_some() {
+    while stream.message().await.map_err(BenchError::call("List"))?.is_some() {
         checkpoints += 1;
     }
     let seconds = started.elapsed().as_secs_f64();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::bench::BenchError;
 use crate::bench::payload::{checkpoint_id, put_request};
 use crate::bench::process::usage;
 use crate::bench::runner::{Window, connect, percentile};
@@ -61,7 +62,7 @@ struct Interval {
 }
 
 /// Runs the soak.
-pub async fn run(window: &Window, concurrency: usize, length: Duration) -> Result<Soak, String> {
+pub async fn run(window: &Window, concurrency: usize, length: Duration) -> Result<Soak, BenchError> {
     let interval = Arc::new(Interval::default());
     let until = Instant::now() + length;
     let mut agents = Vec::with_capacity(concurrency);
@@ -76,7 +77,7 @@ pub async fn run(window: &Window, concurrency: usize, length: Duration) -> Resul
     for n in 1..=SAMPLES {
         let sample_start = Instant::now();
         tokio::time::sleep_until(began + every * n).await;
-        let mut latencies = std::mem::take(&mut *interval.latencies.lock().map_err(|e| e.to_string())?);
+        let mut latencies = std::mem::take(&mut *interval.latencies.lock().map_err(|_| BenchError::Poisoned)?);
         latencies.sort_unstable();
         let seconds = sample_start.elapsed().as_secs_f64();
         samples.push(SoakSample {

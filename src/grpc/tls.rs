@@ -3,14 +3,10 @@
 //! mutual TLS, and the stream of accepted, handshaken connections tonic serves.
 
 use std::io;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use rustls::RootCertStore;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -19,6 +15,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::config::ServerTls;
+use crate::pem::{self, PemError};
 
 /// How long a client may take to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,15 +24,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum ServerTlsError {
     /// A file cannot be read or holds nothing usable.
-    #[error("cannot load {what} from {path}: {problem}")]
-    File {
-        /// Which file.
-        what: &'static str,
-        /// Its path.
-        path: String,
-        /// What went wrong.
-        problem: String,
-    },
+    #[error(transparent)]
+    File(#[from] PemError),
     /// rustls refused the configuration (e.g. the key does not match the certificate).
     #[error("invalid TLS configuration: {0}")]
     Rustls(String),
@@ -73,34 +63,16 @@ impl ReloadableTls {
     }
 }
 
-fn file_error(what: &'static str, path: &Path, problem: impl ToString) -> ServerTlsError {
-    ServerTlsError::File { what, path: path.display().to_string(), problem: problem.to_string() }
-}
-
-fn certificates(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, ServerTlsError> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_error(what, path, e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| file_error(what, path, e))?;
-    if certs.is_empty() {
-        return Err(file_error(what, path, "no PEM certificate found"));
-    }
-    Ok(certs)
-}
-
 fn build(files: &ServerTls) -> Result<rustls::ServerConfig, ServerTlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let chain = certificates(&files.cert, "the server certificate")?;
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| file_error("the server key", &files.key, e))?;
+    let chain = pem::certificates(&files.cert, "the server certificate")?;
+    let key = pem::private_key(&files.key, "the server key")?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| ServerTlsError::Rustls(e.to_string()))?;
     let builder = match &files.client_ca {
         Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            for cert in certificates(ca, "the client CA")? {
-                roots.add(cert).map_err(|e| file_error("the client CA", ca, e))?;
-            }
+            let roots = pem::root_store(ca, "the client CA")?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .map_err(|e| ServerTlsError::Rustls(e.to_string()))?;

@@ -1,14 +1,14 @@
 //! The service's metrics, named after the OpenTelemetry semantic conventions where one exists:
 //! call durations recorded as calls end, and the pool, retry and health counters observed from
-//! the store's diagnostics at each collection.
+//! one snapshot of the store's diagnostics per collection.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram, Meter};
 
-use crate::storage::Store;
+use crate::storage::{Diagnostics, Store};
 
 /// Histogram bucket bounds for call durations, in seconds.
 const DURATION_BUCKETS: [f64; 15] =
@@ -57,8 +57,38 @@ impl Default for RpcMetrics {
     }
 }
 
+/// How long one diagnostics snapshot serves: the callbacks of one collection run back to back,
+/// so they all read the same snapshot instead of one each.
+const SNAPSHOT_TTL: Duration = Duration::from_millis(100);
+
+/// The store's diagnostics, read at most once per collection.
+struct Snapshots {
+    store: Arc<Store>,
+    last: Mutex<Option<(Instant, Diagnostics)>>,
+}
+
+impl Snapshots {
+    fn new(store: Arc<Store>) -> Arc<Self> {
+        Arc::new(Self { store, last: Mutex::new(None) })
+    }
+
+    /// The snapshot of this collection: a fresh one unless the last is younger than the TTL.
+    fn diagnostics(&self) -> Diagnostics {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((taken, snapshot)) = last.as_ref()
+            && taken.elapsed() < SNAPSHOT_TTL
+        {
+            return snapshot.clone();
+        }
+        let snapshot = self.store.diagnostics();
+        *last = Some((Instant::now(), snapshot.clone()));
+        snapshot
+    }
+}
+
 /// Registers the observed instruments over `store`; they live as long as the meter provider.
 pub fn observe_store(store: Arc<Store>) {
+    let store = Snapshots::new(store);
     let meter = meter();
     let pool = || KeyValue::new("db.client.connection.pool.name", POOL_NAME);
     let s = store.clone();
@@ -95,7 +125,7 @@ pub fn observe_store(store: Arc<Store>) {
     observe_health(&meter, store);
 }
 
-fn observe_churn(meter: &Meter, store: Arc<Store>) {
+fn observe_churn(meter: &Meter, store: Arc<Snapshots>) {
     let s = store.clone();
     meter
         .u64_observable_counter("checkpointd.db.connections.created")
@@ -125,7 +155,7 @@ fn observe_churn(meter: &Meter, store: Arc<Store>) {
         .build();
 }
 
-fn observe_retries(meter: &Meter, store: Arc<Store>) {
+fn observe_retries(meter: &Meter, store: Arc<Snapshots>) {
     let s = store.clone();
     meter
         .u64_observable_counter("checkpointd.db.retries")
@@ -147,7 +177,7 @@ fn observe_retries(meter: &Meter, store: Arc<Store>) {
         .build();
 }
 
-fn observe_health(meter: &Meter, store: Arc<Store>) {
+fn observe_health(meter: &Meter, store: Arc<Snapshots>) {
     let s = store.clone();
     meter
         .u64_observable_gauge("checkpointd.db.up")

@@ -4,31 +4,23 @@
 //! certificate is given); verify-ca checks the chain; verify-full also checks the host name.
 //! The `ring` provider is named explicitly, so no process-wide default is needed.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::config::{DatabaseTls, SslMode};
+use crate::pem::{self, PemError};
 
 /// Why a TLS configuration could not be built. Paths are named; contents never are.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
     /// A certificate or key file cannot be read or holds no usable item.
-    #[error("cannot load {what} from {path}: {problem}")]
-    File {
-        /// Which file.
-        what: &'static str,
-        /// Its path.
-        path: String,
-        /// What went wrong.
-        problem: String,
-    },
+    #[error(transparent)]
+    File(#[from] PemError),
     /// rustls refused the configuration.
     #[error("invalid TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
@@ -50,7 +42,8 @@ pub fn client_config(tls: &DatabaseTls) -> Result<ClientConfig, TlsSetupError> {
         .with_custom_certificate_verifier(verifier);
     match (&tls.client_cert, &tls.client_key) {
         (Some(cert), Some(key)) => {
-            Ok(builder.with_client_auth_cert(load_certs(cert, "the client certificate")?, load_key(key)?)?)
+            let chain = pem::certificates(cert, "the client certificate")?;
+            Ok(builder.with_client_auth_cert(chain, pem::private_key(key, "the client key")?)?)
         }
         _ => Ok(builder.with_no_client_auth()),
     }
@@ -60,40 +53,17 @@ fn webpki_verifier(
     tls: &DatabaseTls,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<WebPkiServerVerifier>, TlsSetupError> {
-    let mut roots = RootCertStore::empty();
-    match &tls.root_cert {
-        Some(path) => {
-            for cert in load_certs(path, "the root certificates")? {
-                roots.add(cert).map_err(|e| file_error("the root certificates", path, e))?;
-            }
-        }
+    let roots = match &tls.root_cert {
+        Some(path) => pem::root_store(path, "the root certificates")?,
         None => {
-            let native = rustls_native_certs::load_native_certs();
-            roots.add_parsable_certificates(native.certs);
+            let mut roots = RootCertStore::empty();
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            roots
         }
-    }
+    };
     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| TlsSetupError::Rustls(rustls::Error::General(e.to_string())))
-}
-
-fn file_error(what: &'static str, path: &Path, problem: impl ToString) -> TlsSetupError {
-    TlsSetupError::File { what, path: path.display().to_string(), problem: problem.to_string() }
-}
-
-fn load_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_error(what, path, e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| file_error(what, path, e))?;
-    if certs.is_empty() {
-        return Err(file_error(what, path, "no PEM certificate found"));
-    }
-    Ok(certs)
-}
-
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| file_error("the client key", path, e))
 }
 
 /// Encrypts without authenticating the server (libpq prefer/require without a root certificate).
