@@ -70,6 +70,8 @@ async fn health_exits_zero_only_when_serving() {
     let address = format!("http://{}", app.addr);
     let serving = run(&["health", "--address", &address], &[]);
     assert_eq!(serving.status.code(), Some(0), "{}", String::from_utf8_lossy(&serving.stderr));
+    let host_port = run(&["health", "--address", &app.addr.to_string()], &[]);
+    assert_eq!(host_port.status.code(), Some(0), "host:port as typed: {}", String::from_utf8_lossy(&host_port.stderr));
     let unknown = run(&["health", "--address", &address, "--service", "nope"], &[]);
     assert_eq!(unknown.status.code(), Some(2));
     let closed = run(&["health", "--address", "http://127.0.0.1:1", "--timeout", "1s"], &[]);

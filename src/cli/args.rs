@@ -476,7 +476,7 @@ pub struct MigrateArgs {
 /// `checkpointd health`.
 #[derive(Debug, Args)]
 pub struct HealthArgs {
-    /// The server to ask. When unset: this machine, on the port of CHECKPOINTD_HEALTH_LISTEN if
+    /// The server to ask (`host:port` or a URL). When unset: this machine, on the port of CHECKPOINTD_HEALTH_LISTEN if
     /// that is set (plaintext, so it works when the main port uses TLS), else of
     /// CHECKPOINTD_LISTEN, else 50051.
     #[arg(long, env = "CHECKPOINTD_HEALTH_ADDRESS")]
@@ -492,7 +492,7 @@ pub struct HealthArgs {
 /// `checkpointd status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The server to ask.
+    /// The server to ask (`host:port` or a URL).
     #[arg(long, env = "CHECKPOINTD_HEALTH_ADDRESS", default_value = "http://127.0.0.1:50051")]
     pub address: String,
     /// Give up after this long.
@@ -503,8 +503,24 @@ pub struct StatusArgs {
 impl HealthArgs {
     /// The address to ask, derived from the server's own settings when not given.
     pub fn address(&self) -> String {
-        self.address.clone().unwrap_or_else(|| local_address(&|name| std::env::var(name).ok()))
+        match &self.address {
+            Some(address) => with_scheme(address),
+            None => local_address(&|name| std::env::var(name).ok()),
+        }
     }
+}
+
+impl StatusArgs {
+    /// The address to ask, as a URL.
+    pub fn address(&self) -> String {
+        with_scheme(&self.address)
+    }
+}
+
+/// `host:port` as `http://host:port`, as users type it (and as `serve --listen` takes it); a
+/// URL with a scheme stays as it is.
+fn with_scheme(address: &str) -> String {
+    if address.contains("://") { address.to_owned() } else { format!("http://{address}") }
 }
 
 /// `http://127.0.0.1:<port>` for the health listener, else the main listener, of this machine.
@@ -557,6 +573,13 @@ mod tests {
         assert_eq!(local_address(&env(&[("CHECKPOINTD_LISTEN", "0.0.0.0:7000")])), "http://127.0.0.1:7000");
         let both = env(&[("CHECKPOINTD_LISTEN", "0.0.0.0:7000"), ("CHECKPOINTD_HEALTH_LISTEN", "0.0.0.0:7001")]);
         assert_eq!(local_address(&both), "http://127.0.0.1:7001");
+    }
+
+    #[test]
+    fn an_address_without_a_scheme_is_plain_http() {
+        assert_eq!(with_scheme("127.0.0.1:50051"), "http://127.0.0.1:50051");
+        assert_eq!(with_scheme("checkpointd:50051"), "http://checkpointd:50051");
+        assert_eq!(with_scheme("https://checkpointd.example:443"), "https://checkpointd.example:443");
     }
 
     #[test]

@@ -18,18 +18,15 @@ pub async fn show(args: &StatusArgs) -> ExitCode {
             if status.database_reachable { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }
         Err(e) => {
-            eprintln!("status of {} failed: {e}", args.address);
+            eprintln!("status of {} failed: {e}", args.address());
             ExitCode::from(2)
         }
     }
 }
 
 async fn ask(args: &StatusArgs) -> Result<pb::GetStatusResponse, Box<dyn std::error::Error>> {
-    let channel = Endpoint::from_shared(args.address.clone())?
-        .connect_timeout(args.timeout)
-        .timeout(args.timeout)
-        .connect()
-        .await?;
+    let channel =
+        Endpoint::from_shared(args.address())?.connect_timeout(args.timeout).timeout(args.timeout).connect().await?;
     let mut request = tonic::Request::new(pb::GetStatusRequest {});
     if let Ok(token) = std::env::var("CHECKPOINTD_TOKEN") {
         request.metadata_mut().insert("authorization", format!("Bearer {token}").parse()?);
