@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import time
@@ -35,6 +34,8 @@ from checkpointd_client import GrpcCheckpointSaver
 from checkpointd_client._proto.checkpoint.v1 import checkpoint_pb2 as pb
 from checkpointd_client._proto.checkpoint.v1 import checkpoint_pb2_grpc as pb_grpc
 from compare_savers import MESSAGES, Call, Chain, Tally, Window, call_loop, positive_ints
+
+import script_main
 
 OPS = ("put", "get_tuple")
 LAYERS = ("stub", "saver")
@@ -191,19 +192,11 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--target", required=True, help="checkpointd address host:port")
+    p = script_main.parser(__doc__, database_url=False)
     p.add_argument("--concurrency", type=positive_ints, default=[1, 8, 32])
-    p.add_argument("--repetitions", type=int, default=3)
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--duration", type=float, default=4.0)
-    p.add_argument("--json", help="write the results here")
-    args = p.parse_args(argv)
-    result = asyncio.run(run(args))
-    print(table(result))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
+    script_main.run_and_report(p, run, table, argv)
 
 
 if __name__ == "__main__":

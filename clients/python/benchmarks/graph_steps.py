@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import operator
 import statistics
 import sys
@@ -33,6 +32,8 @@ from langchain_core.messages import AIMessage
 from langgraph.channels.delta import DeltaChannel
 from langgraph.graph import START, StateGraph
 from typing_extensions import TypedDict
+
+import script_main
 
 TEXT = "The agent plans its next tool call and drafts a careful answer for the user. " * 3
 
@@ -133,18 +134,9 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--database-url", required=True)
-    p.add_argument("--target", required=True, help="checkpointd address host:port")
+    p = script_main.parser(__doc__, database_url=True)
     p.add_argument("--steps", type=int, default=150)
-    p.add_argument("--repetitions", type=int, default=3)
-    p.add_argument("--json", help="write the results here")
-    args = p.parse_args()
-    result = asyncio.run(run(args))
-    print(table(result))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
+    script_main.run_and_report(p, run, table)
 
 
 if __name__ == "__main__":

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import time
 from typing import Any
+
+import script_main
 
 FILL_SQL = """
 INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata)
@@ -125,20 +126,11 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--database-url", required=True)
-    p.add_argument("--target", required=True, help="checkpointd address host:port")
+    p = script_main.parser(__doc__, database_url=True)
     p.add_argument("--threads", type=int, default=1000)
     p.add_argument("--per-thread", type=int, default=500)
     p.add_argument("--long-thread", type=int, default=20000)
-    p.add_argument("--repetitions", type=int, default=3)
-    p.add_argument("--json", help="write the results here")
-    args = p.parse_args()
-    result = asyncio.run(run(args))
-    print(table(result))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
+    script_main.run_and_report(p, run, table)
 
 
 if __name__ == "__main__":
