@@ -9,16 +9,16 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
 /// How long a listener pauses after an error that is not about one connection.
-pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The next connection on `listener`; resource errors pause the loop, per-connection errors
 /// (a peer that reset before we accepted) do not.
-pub async fn accept(listener: &TcpListener) -> TcpStream {
+pub(crate) async fn accept(listener: &TcpListener) -> TcpStream {
     accept_with(|| async { listener.accept().await.map(|(stream, _)| stream) }, ACCEPT_BACKOFF).await
 }
 
 /// The accept loop, over any source of connections.
-pub async fn accept_with<T, F, Fut>(mut next: F, backoff: Duration) -> T
+pub(crate) async fn accept_with<T, F, Fut>(mut next: F, backoff: Duration) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = io::Result<T>>,
@@ -38,7 +38,7 @@ where
 }
 
 /// Every connection on `listener`, with `TCP_NODELAY` set, as a stream a server can serve.
-pub fn incoming(listener: TcpListener) -> impl futures_util::Stream<Item = io::Result<TcpStream>> {
+pub(crate) fn incoming(listener: TcpListener) -> impl futures_util::Stream<Item = io::Result<TcpStream>> {
     futures_util::stream::unfold(listener, |listener| async move {
         let stream = accept(&listener).await;
         let _ = stream.set_nodelay(true);

@@ -128,11 +128,6 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// The store, for diagnostics and tests.
-    pub fn store(&self) -> Arc<Store> {
-        self.store.clone()
-    }
-
     /// The address of the plaintext health listener, when one is configured.
     pub fn health_addr(&self) -> Option<SocketAddr> {
         self.health_listener.as_ref().and_then(|l| l.local_addr().ok())

@@ -14,17 +14,18 @@
 //! * `shutdown`: signals. `accept`: accept loops that pause on resource errors.
 //! * `pem`: PEM certificate and key files, shared by both TLS stacks.
 
-pub mod accept;
+#![warn(unreachable_pub, missing_docs)]
+pub(crate) mod accept;
 pub mod app;
-pub mod bench;
+pub(crate) mod bench;
 pub mod cli;
 pub mod config;
 pub mod devdb;
 pub mod domain;
 pub mod grpc;
-pub mod pem;
-pub mod reload;
+pub(crate) mod pem;
+pub(crate) mod reload;
 pub mod retry;
-pub mod shutdown;
+pub(crate) mod shutdown;
 pub mod storage;
 pub mod telemetry;

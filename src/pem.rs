@@ -26,7 +26,7 @@ impl PemError {
 }
 
 /// Every certificate in the file; at least one.
-pub fn certificates(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, PemError> {
+pub(crate) fn certificates(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, PemError> {
     let certs: Vec<_> = CertificateDer::pem_file_iter(path)
         .map_err(|e| PemError::new(what, path, e))?
         .collect::<Result<_, _>>()
@@ -38,12 +38,12 @@ pub fn certificates(path: &Path, what: &'static str) -> Result<Vec<CertificateDe
 }
 
 /// The first private key in the file.
-pub fn private_key(path: &Path, what: &'static str) -> Result<PrivateKeyDer<'static>, PemError> {
+pub(crate) fn private_key(path: &Path, what: &'static str) -> Result<PrivateKeyDer<'static>, PemError> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| PemError::new(what, path, e))
 }
 
 /// A root store of every certificate in the file.
-pub fn root_store(path: &Path, what: &'static str) -> Result<RootCertStore, PemError> {
+pub(crate) fn root_store(path: &Path, what: &'static str) -> Result<RootCertStore, PemError> {
     let mut roots = RootCertStore::empty();
     for cert in certificates(path, what)? {
         roots.add(cert).map_err(|e| PemError::new(what, path, e))?;

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 /// Something built from files that can be rebuilt.
-pub trait Reload: Send + Sync {
+pub(crate) trait Reload: Send + Sync {
     /// What it is, for logs.
     fn name(&self) -> &'static str;
     /// The files it is built from.
@@ -21,7 +21,7 @@ pub trait Reload: Send + Sync {
 
 /// Why a reload failed: each source's own typed error (a token file's `TokenFileError`, a
 /// certificate's `ServerTlsError`), behind one type so every source can be watched alike.
-pub type ReloadError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type ReloadError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A file's identity for change detection: modification time and length.
 type Stamp = Option<(SystemTime, u64)>;
@@ -44,7 +44,7 @@ fn reload(target: &dyn Reload, why: &str) {
 }
 
 /// Watches `targets` until `stop` is cancelled.
-pub fn spawn(targets: Vec<Arc<dyn Reload>>, poll: Duration, stop: CancellationToken) {
+pub(crate) fn spawn(targets: Vec<Arc<dyn Reload>>, poll: Duration, stop: CancellationToken) {
     if targets.is_empty() {
         return;
     }

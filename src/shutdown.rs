@@ -1,7 +1,7 @@
 //! The process's shutdown signal: SIGINT (Ctrl-C) or SIGTERM (containers).
 
 /// Resolves on the first SIGINT or SIGTERM.
-pub async fn signal() {
+pub(crate) async fn signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -16,11 +16,11 @@ use crate::bench::BenchError;
 use crate::grpc::pb::checkpoint_service_client::CheckpointServiceClient;
 
 /// A client of the server under test.
-pub type Client = CheckpointServiceClient<H2Connection>;
+pub(super) type Client = CheckpointServiceClient<H2Connection>;
 
 /// One HTTP/2 connection as a tower service.
 #[derive(Debug, Clone)]
-pub struct H2Connection(SendRequest<tonic::body::Body>);
+pub(super) struct H2Connection(SendRequest<tonic::body::Body>);
 
 impl tower::Service<http::Request<tonic::body::Body>> for H2Connection {
     type Response = http::Response<Incoming>;
@@ -37,7 +37,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for H2Connection {
 }
 
 /// A client with its own HTTP/2 connection to `target`.
-pub async fn connect(target: SocketAddr) -> Result<Client, BenchError> {
+pub(super) async fn connect(target: SocketAddr) -> Result<Client, BenchError> {
     let failed = |source: Box<dyn std::error::Error + Send + Sync>| BenchError::Connect { target, source };
     let stream = tokio::net::TcpStream::connect(target).await.map_err(|e| failed(e.into()))?;
     stream.set_nodelay(true).map_err(|e| failed(e.into()))?;

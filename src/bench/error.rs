@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// A benchmark run that could not go on.
 #[derive(Debug, thiserror::Error)]
-pub enum BenchError {
+pub(crate) enum BenchError {
     /// The arguments do not say what to run against.
     #[error("{0}")]
     Usage(&'static str),

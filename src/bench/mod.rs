@@ -17,12 +17,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use error::BenchError;
-pub use payload::{messages_blob, put_request, put_writes_request};
-pub use pgbench::Pgbench;
-pub use process::{SpawnedServer, Usage, usage};
-pub use runner::{Driver, Op, Step, StreamCheck};
-pub use soak::{Soak, SoakSample};
+pub(crate) use error::BenchError;
+pub(crate) use pgbench::Pgbench;
+pub(crate) use process::SpawnedServer;
+pub(crate) use runner::{Driver, Op, Step, StreamCheck};
+pub(crate) use soak::Soak;
 
 use runner::Window;
 
@@ -79,7 +78,7 @@ pub struct BenchArgs {
 
 /// The median and range of one operation at one concurrency.
 #[derive(Debug, Clone, Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub driver: Driver,
     pub op: Op,
     pub concurrency: usize,
@@ -100,7 +99,7 @@ pub struct Summary {
 
 /// checkpointd's median rate over pgbench's, for one operation and concurrency.
 #[derive(Debug, Clone, Serialize)]
-pub struct Ratio {
+pub(crate) struct Ratio {
     pub op: Op,
     pub concurrency: usize,
     pub checkpointd_ops_per_sec: f64,
@@ -110,7 +109,7 @@ pub struct Ratio {
 
 /// Everything a benchmark run measured.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub version: &'static str,
     pub steps: Vec<Step>,
     pub summary: Vec<Summary>,
@@ -120,7 +119,7 @@ pub struct Report {
 }
 
 /// Runs the benchmark and prints its table.
-pub async fn run(args: BenchArgs) -> Result<Report, BenchError> {
+pub(crate) async fn run(args: BenchArgs) -> Result<Report, BenchError> {
     let spawned = match args.target {
         Some(_) => None,
         None => {
@@ -221,7 +220,7 @@ async fn reference(binary: &std::path::Path, args: &BenchArgs, window: &Window) 
 }
 
 /// checkpointd's median over pgbench's, wherever both ran.
-pub fn ratios(summary: &[Summary]) -> Vec<Ratio> {
+pub(crate) fn ratios(summary: &[Summary]) -> Vec<Ratio> {
     summary
         .iter()
         .filter(|s| s.driver == Driver::Checkpointd)
@@ -246,7 +245,7 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 /// Medians and ranges per (driver, operation, concurrency), in the order measured.
-pub fn summarize(steps: &[Step]) -> Vec<Summary> {
+pub(crate) fn summarize(steps: &[Step]) -> Vec<Summary> {
     let mut keys: Vec<(Driver, Op, usize)> = Vec::new();
     for step in steps {
         if !keys.contains(&(step.driver, step.op, step.concurrency)) {
@@ -288,7 +287,7 @@ pub fn summarize(steps: &[Step]) -> Vec<Summary> {
 }
 
 /// The summary as a Markdown table.
-pub fn table(report: &Report) -> String {
+pub(crate) fn table(report: &Report) -> String {
     let mut out = String::from(
         "| driver | op | agents | ops/s (median, min–max) | p50 ms | p99 ms | p99.9 ms | server CPU ms/op | load generator CPU ms/op | server peak RSS MiB | errors |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );

@@ -59,7 +59,7 @@ fn message(out: &mut Vec<u8>, index: usize, step: u64) {
 }
 
 /// The `messages` channel's value at `step`.
-pub fn messages_blob(step: u64) -> Vec<u8> {
+pub(crate) fn messages_blob(step: u64) -> Vec<u8> {
     let mut out = vec![0xdc, 0, MESSAGES as u8]; // array 16 with 20 elements
     for index in 0..MESSAGES {
         message(&mut out, index, step);
@@ -68,7 +68,7 @@ pub fn messages_blob(step: u64) -> Vec<u8> {
 }
 
 /// A checkpoint at `step` of `thread`, with its parent, in the shape LangGraph writes.
-pub fn put_request(thread: &str, step: u64, parent: Option<&str>) -> pb::PutRequest {
+pub(crate) fn put_request(thread: &str, step: u64, parent: Option<&str>) -> pb::PutRequest {
     let id = checkpoint_id(step);
     let version = format!("{:032}.{:016}", step + 1, 0.5);
     let document = json!({
@@ -98,7 +98,7 @@ pub fn put_request(thread: &str, step: u64, parent: Option<&str>) -> pb::PutRequ
 }
 
 /// Three writes of one task, as a node that appended a message and updated two channels.
-pub fn put_writes_request(thread: &str, step: u64, task: u64) -> pb::PutWritesRequest {
+pub(crate) fn put_writes_request(thread: &str, step: u64, task: u64) -> pb::PutWritesRequest {
     let write = |channel: &str, data: Vec<u8>| pb::put_writes_request::Write {
         channel: channel.to_owned(),
         value: Some(pb::TypedValue { r#type: "msgpack".into(), data: Some(data) }),
@@ -120,7 +120,7 @@ pub fn put_writes_request(thread: &str, step: u64, task: u64) -> pb::PutWritesRe
 }
 
 /// A time-ordered, fixed-width checkpoint id (like uuid6), so newer ids sort later.
-pub fn checkpoint_id(step: u64) -> String {
+pub(super) fn checkpoint_id(step: u64) -> String {
     format!("1f0{step:013x}-0000-6000-8000-000000000000")
 }
 

@@ -19,7 +19,7 @@ const LIST_LIMIT: u64 = 10;
 
 /// Drives pgbench.
 #[derive(Debug, Clone)]
-pub struct Pgbench {
+pub(crate) struct Pgbench {
     pub binary: PathBuf,
     pub database_url: String,
     /// A thread holding one LangGraph-shaped checkpoint (GetTuple reads its latest).
@@ -38,7 +38,7 @@ impl Pgbench {
     /// Runs `op` with `concurrency` clients for the warm-up plus the window, and measures the
     /// window. When the database refuses that many connections (`max_connections`), pgbench runs
     /// with half as many until it connects, and the step says so.
-    pub async fn measure(
+    pub(crate) async fn measure(
         &self,
         op: Op,
         concurrency: usize,

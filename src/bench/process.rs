@@ -13,7 +13,7 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 /// CPU time and memory of a process.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Usage {
+pub(crate) struct Usage {
     /// User plus system CPU time, in seconds.
     pub cpu_seconds: f64,
     /// Resident memory now, in bytes.
@@ -23,7 +23,7 @@ pub struct Usage {
 }
 
 /// Reads the usage of process `pid` (Linux).
-pub fn usage(pid: u32) -> Option<Usage> {
+pub(crate) fn usage(pid: u32) -> Option<Usage> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
@@ -53,7 +53,7 @@ fn clock_ticks_per_second() -> f64 {
 
 /// A server this benchmark started; stopped when dropped.
 #[derive(Debug)]
-pub struct SpawnedServer {
+pub(crate) struct SpawnedServer {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
@@ -61,7 +61,7 @@ pub struct SpawnedServer {
 
 impl SpawnedServer {
     /// Starts `checkpointd serve` (this executable) against `database_url` with `extra` flags.
-    pub fn start(database_url: &str, extra: &[String]) -> std::io::Result<SpawnedServer> {
+    pub(crate) fn start(database_url: &str, extra: &[String]) -> std::io::Result<SpawnedServer> {
         let port = crate::devdb::free_port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let child = Command::new(std::env::current_exe()?)
@@ -76,7 +76,7 @@ impl SpawnedServer {
     }
 
     /// Its process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 }
@@ -89,7 +89,7 @@ impl Drop for SpawnedServer {
 }
 
 /// Waits until the server at `addr` reports SERVING.
-pub async fn wait_until_serving(addr: SocketAddr, limit: Duration) -> Result<(), BenchError> {
+pub(super) async fn wait_until_serving(addr: SocketAddr, limit: Duration) -> Result<(), BenchError> {
     let deadline = tokio::time::Instant::now() + limit;
     let endpoint = Channel::from_shared(format!("http://{addr}"))
         .map_err(|e| BenchError::Connect { target: addr, source: e.into() })?;

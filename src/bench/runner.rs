@@ -15,7 +15,7 @@ use crate::bench::payload::{checkpoint_id, put_request, put_writes_request};
 use crate::bench::process::{Usage, usage};
 use crate::grpc::pb;
 
-pub use crate::bench::client::{Client, connect};
+pub(super) use crate::bench::client::{Client, connect};
 
 /// An operation to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -46,7 +46,7 @@ impl Op {
 /// What drove the load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Driver {
+pub(crate) enum Driver {
     /// This load generator, through checkpointd.
     Checkpointd,
     /// pgbench, issuing checkpointd's statements straight to the database.
@@ -55,7 +55,7 @@ pub enum Driver {
 
 impl Driver {
     /// The name used in reports.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Driver::Checkpointd => "checkpointd",
             Driver::Pgbench => "pgbench",
@@ -65,7 +65,7 @@ impl Driver {
 
 /// One measured step.
 #[derive(Debug, Clone, Serialize)]
-pub struct Step {
+pub(crate) struct Step {
     pub driver: Driver,
     pub op: Op,
     pub concurrency: usize,
@@ -91,7 +91,7 @@ pub struct Step {
 
 /// Where and how long to measure.
 #[derive(Debug, Clone)]
-pub struct Window {
+pub(super) struct Window {
     pub target: SocketAddr,
     pub server_pid: Option<u32>,
     pub warmup: Duration,
@@ -103,7 +103,12 @@ pub struct Window {
 }
 
 /// Measures `op` at `concurrency`.
-pub async fn measure(op: Op, concurrency: usize, repetition: usize, window: &Window) -> Result<Step, BenchError> {
+pub(super) async fn measure(
+    op: Op,
+    concurrency: usize,
+    repetition: usize,
+    window: &Window,
+) -> Result<Step, BenchError> {
     let mut clients = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
         clients.push(connect(window.target).await?);
@@ -144,7 +149,7 @@ pub async fn measure(op: Op, concurrency: usize, repetition: usize, window: &Win
 }
 
 /// A step of `driver` measured from its latencies (µs) in a window of `window`.
-pub fn latency_step(
+pub(super) fn latency_step(
     driver: Driver,
     (op, concurrency, repetition): (Op, usize, usize),
     mut latencies: Vec<u32>,
@@ -175,7 +180,7 @@ pub fn latency_step(
 }
 
 /// The `p` quantile (nearest rank) of sorted latencies in µs, in milliseconds.
-pub fn percentile(sorted: &[u32], p: f64) -> f64 {
+pub(super) fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -273,7 +278,12 @@ impl Agent {
 }
 
 /// Puts `count` chained checkpoints into `thread` (with `concurrency` writers on disjoint ranges).
-pub async fn seed_thread(target: SocketAddr, thread: &str, count: u64, concurrency: u64) -> Result<(), BenchError> {
+pub(super) async fn seed_thread(
+    target: SocketAddr,
+    thread: &str,
+    count: u64,
+    concurrency: u64,
+) -> Result<(), BenchError> {
     let mut writers = Vec::new();
     let per_writer = count.div_ceil(concurrency.max(1));
     for writer in 0..concurrency.max(1) {
@@ -296,7 +306,7 @@ pub async fn seed_thread(target: SocketAddr, thread: &str, count: u64, concurren
 
 /// How streaming a whole long thread went.
 #[derive(Debug, Clone, Serialize)]
-pub struct StreamCheck {
+pub(crate) struct StreamCheck {
     pub checkpoints: u64,
     pub seconds: f64,
     pub server_rss_before_mib: Option<f64>,
@@ -304,7 +314,7 @@ pub struct StreamCheck {
 }
 
 /// Streams every checkpoint of `thread`, sampling the server's memory meanwhile.
-pub async fn stream_whole_thread(
+pub(super) async fn stream_whole_thread(
     target: SocketAddr,
     server_pid: Option<u32>,
     thread: &str,

@@ -18,7 +18,7 @@ const SAMPLES: u32 = 10;
 
 /// One interval of the soak.
 #[derive(Debug, Clone, Serialize)]
-pub struct SoakSample {
+pub(crate) struct SoakSample {
     /// Seconds since the soak began, at the end of the interval.
     pub at_seconds: f64,
     pub ops_per_sec: f64,
@@ -30,7 +30,7 @@ pub struct SoakSample {
 
 /// The whole soak.
 #[derive(Debug, Clone, Serialize)]
-pub struct Soak {
+pub(crate) struct Soak {
     pub concurrency: usize,
     pub seconds: f64,
     pub samples: Vec<SoakSample>,
@@ -38,7 +38,7 @@ pub struct Soak {
 
 impl Soak {
     /// The samples as a Markdown table.
-    pub fn table(&self) -> String {
+    pub(crate) fn table(&self) -> String {
         let mut out = format!(
             "Soak: Put at {} agents for {:.0} s\n\n| at s | ops/s | p50 ms | p99 ms | errors | server RSS MiB |\n|---:|---:|---:|---:|---:|---:|\n",
             self.concurrency, self.seconds
@@ -62,7 +62,7 @@ struct Interval {
 }
 
 /// Runs the soak.
-pub async fn run(window: &Window, concurrency: usize, length: Duration) -> Result<Soak, BenchError> {
+pub(super) async fn run(window: &Window, concurrency: usize, length: Duration) -> Result<Soak, BenchError> {
     let interval = Arc::new(Interval::default());
     let until = Instant::now() + length;
     let mut agents = Vec::with_capacity(concurrency);

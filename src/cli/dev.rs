@@ -6,7 +6,7 @@ use crate::config::{DatabaseFlags, Secret, SslMode, resolve_database};
 use crate::devdb::{ClusterOptions, LocalCluster};
 
 /// Starts PostgreSQL, serves until Ctrl-C, then stops both.
-pub async fn run(args: DevArgs, prometheus: Option<prometheus::Registry>) -> Result<(), AnyError> {
+pub(super) async fn run(args: DevArgs, prometheus: Option<prometheus::Registry>) -> Result<(), AnyError> {
     let options = ClusterOptions { data_dir: args.data_dir.clone(), port: args.pg_port, ..Default::default() };
     let cluster = tokio::task::spawn_blocking(move || LocalCluster::start(options)).await??;
     let url = cluster.url("postgres");

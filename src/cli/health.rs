@@ -10,7 +10,7 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::cli::HealthArgs;
 
 /// Exit codes: 0 SERVING, 1 any other status, 2 no answer.
-pub async fn check(args: &HealthArgs) -> ExitCode {
+pub(super) async fn check(args: &HealthArgs) -> ExitCode {
     match ask(args).await {
         Ok(ServingStatus::Serving) => {
             println!("{}: SERVING", display_name(&args.service));

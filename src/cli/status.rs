@@ -11,7 +11,7 @@ use crate::grpc::pb;
 use crate::grpc::pb::diagnostics_service_client::DiagnosticsServiceClient;
 
 /// Prints the status; exit 0 when the database is reachable, 1 when not, 2 without an answer.
-pub async fn show(args: &StatusArgs) -> ExitCode {
+pub(super) async fn show(args: &StatusArgs) -> ExitCode {
     match ask(args).await {
         Ok(status) => {
             print!("{}", render(&status));

@@ -11,7 +11,7 @@
 use crate::config::Secret;
 
 /// The shortest token accepted: shorter ones are guessable.
-pub const MIN_TOKEN_LENGTH: usize = 16;
+pub(super) const MIN_TOKEN_LENGTH: usize = 16;
 
 /// One accepted token.
 #[derive(Debug, Clone, PartialEq, Eq)]

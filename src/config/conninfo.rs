@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use percent_encoding::percent_decode_str;
 
 /// Keyword/value pairs from a connection string, keyed by libpq keyword.
-pub type ConnParams = BTreeMap<String, String>;
+pub(crate) type ConnParams = BTreeMap<String, String>;
 
 /// A connection string that cannot be parsed. Never contains the password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,7 +17,7 @@ pub type ConnParams = BTreeMap<String, String>;
 pub struct ConnInfoError(pub String);
 
 /// Parses either form.
-pub fn parse(input: &str) -> Result<ConnParams, ConnInfoError> {
+pub(crate) fn parse(input: &str) -> Result<ConnParams, ConnInfoError> {
     let trimmed = input.trim();
     if let Some(rest) = trimmed.strip_prefix("postgresql://").or_else(|| trimmed.strip_prefix("postgres://")) {
         parse_url(rest)

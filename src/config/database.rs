@@ -268,7 +268,7 @@ pub fn resolve(
             .tcp_user_timeout
             .or(source.millis("tcp_user_timeout")?)
             .unwrap_or(Duration::from_secs(30)),
-        target_session: target_session(flags, &source, hosts.len())?,
+        target_session: target_session(flags, &source)?,
         statement_timeout: flags
             .statement_timeout
             .or(source.millis("statement_timeout")?)
@@ -371,11 +371,7 @@ fn tls(flags: &DatabaseFlags, source: &Sources<'_>) -> Result<DatabaseTls, Datab
     })
 }
 
-fn target_session(
-    flags: &DatabaseFlags,
-    source: &Sources<'_>,
-    _hosts: usize,
-) -> Result<TargetSession, DatabaseConfigError> {
+fn target_session(flags: &DatabaseFlags, source: &Sources<'_>) -> Result<TargetSession, DatabaseConfigError> {
     if let Some(target) = flags.target_session {
         return Ok(target);
     }

@@ -2,14 +2,14 @@
 //! tests. No `Default`: every setting is chosen on purpose in one place.
 
 mod auth;
-pub mod conninfo;
+pub(crate) mod conninfo;
 mod database;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use auth::{MIN_TOKEN_LENGTH, TokenEntry, TokenFileError, TokenListError, parse_tokens, read_token_file};
+pub use auth::{TokenEntry, TokenFileError, TokenListError, parse_tokens, read_token_file};
 pub use database::{
     DatabaseConfig, DatabaseConfigError, DatabaseFlags, DatabaseTls, Secret, SslMode, TargetSession,
     resolve as resolve_database,

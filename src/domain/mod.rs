@@ -18,4 +18,4 @@ pub use types::{
     DeltaSeed, GetTuple, ListQuery, PendingWrite, PruneRequest, PruneStrategy, PutCheckpoint, PutWrites, TypedValue,
 };
 pub use validate::{ValidationError, Validator};
-pub use writes::{IndexedWrite, WriteConflict, index_writes};
+pub use writes::{WriteConflict, index_writes};

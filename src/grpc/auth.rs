@@ -180,7 +180,7 @@ where
 }
 
 /// The scope of the call's principal (every thread when unauthenticated).
-pub fn scope_of<T>(request: &tonic::Request<T>) -> Scope {
+pub(crate) fn scope_of<T>(request: &tonic::Request<T>) -> Scope {
     request.extensions().get::<Principal>().map(|p| p.scope.clone()).unwrap_or_default()
 }
 
@@ -258,7 +258,7 @@ mod tests {
 
 /// The token file behind an authenticator, combined with the tokens given inline.
 #[derive(Debug)]
-pub struct TokenFile {
+pub(crate) struct TokenFile {
     path: std::path::PathBuf,
     inline: Vec<TokenEntry>,
     authenticator: Arc<Authenticator>,
@@ -266,12 +266,12 @@ pub struct TokenFile {
 
 impl TokenFile {
     /// Watches `path` for `authenticator`, keeping `inline` tokens too.
-    pub fn new(path: std::path::PathBuf, inline: Vec<TokenEntry>, authenticator: Arc<Authenticator>) -> Self {
+    pub(crate) fn new(path: std::path::PathBuf, inline: Vec<TokenEntry>, authenticator: Arc<Authenticator>) -> Self {
         Self { path, inline, authenticator }
     }
 
     /// All tokens: the file's and the inline ones.
-    pub fn read(&self) -> Result<Vec<TokenEntry>, crate::config::TokenFileError> {
+    pub(crate) fn read(&self) -> Result<Vec<TokenEntry>, crate::config::TokenFileError> {
         let mut tokens = crate::config::read_token_file(&self.path)?;
         tokens.extend(self.inline.iter().cloned());
         Ok(tokens)

@@ -8,7 +8,7 @@ use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
 /// Used by the generated code through `codec_path` in `build.rs`.
 #[derive(Debug, Clone, Default)]
-pub struct Codec<T, U>(ProstCodec<T, U>);
+pub(crate) struct Codec<T, U>(ProstCodec<T, U>);
 
 impl<T, U> tonic::codec::Codec for Codec<T, U>
 where
@@ -31,7 +31,7 @@ where
 
 /// prost's encoder.
 #[derive(Debug)]
-pub struct MessageEncoder<T>(ProstEncoder<T>);
+pub(crate) struct MessageEncoder<T>(ProstEncoder<T>);
 
 impl<T: prost::Message> Encoder for MessageEncoder<T> {
     type Item = T;
@@ -48,7 +48,7 @@ impl<T: prost::Message> Encoder for MessageEncoder<T> {
 
 /// prost's decoder, with malformed input mapped to INVALID_ARGUMENT.
 #[derive(Debug)]
-pub struct MessageDecoder<U>(ProstDecoder<U>);
+pub(crate) struct MessageDecoder<U>(ProstDecoder<U>);
 
 impl<U: prost::Message + Default> Decoder for MessageDecoder<U> {
     type Item = U;

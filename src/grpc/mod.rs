@@ -3,22 +3,21 @@
 //! Handlers (`service`) validate and convert requests (`convert`), call `storage::Store`, and map
 //! errors to statuses in one place (`status`). `server` assembles health and reflection.
 
-pub mod auth;
+pub(crate) mod auth;
 mod body;
-pub mod codec;
+pub(crate) mod codec;
 mod convert;
 mod deadline;
 mod diagnostics;
 mod limit;
 mod observe;
 pub mod pb;
-pub mod retry_hint;
+pub(crate) mod retry_hint;
 mod server;
 mod service;
 mod status;
-pub mod tls;
+pub(crate) mod tls;
 
 pub use diagnostics::DiagnosticsGrpc;
-pub use observe::ObserveLayer;
-pub use server::{CHECKPOINT_SERVICE_NAME, ReflectionError, ServerLayers, Services, bind, router, serve, serve_health};
+pub use server::{CHECKPOINT_SERVICE_NAME, ReflectionError, Services, bind, router, serve, serve_health};
 pub use service::CheckpointGrpc;

@@ -9,14 +9,14 @@ use tonic::Status;
 use tonic::metadata::MetadataValue;
 
 /// Trailing metadata key saying that retrying the call cannot duplicate or lose anything.
-pub const RETRY_SAFE_KEY: &str = "checkpointd-retry-safe";
+pub(crate) const RETRY_SAFE_KEY: &str = "checkpointd-retry-safe";
 /// gRPC's server pushback key: how long the client should wait before its retry.
-pub const PUSHBACK_KEY: &str = "grpc-retry-pushback-ms";
+pub(crate) const PUSHBACK_KEY: &str = "grpc-retry-pushback-ms";
 /// Suggested wait before retrying an overloaded call.
-pub const OVERLOAD_PUSHBACK_MS: u32 = 100;
+pub(crate) const OVERLOAD_PUSHBACK_MS: u32 = 100;
 
 /// Marks `status` as safe to retry, and asks for a pause first when `pushback_ms` is given.
-pub fn mark_retry_safe(mut status: Status, pushback_ms: Option<u32>) -> Status {
+pub(crate) fn mark_retry_safe(mut status: Status, pushback_ms: Option<u32>) -> Status {
     status.metadata_mut().insert(RETRY_SAFE_KEY, MetadataValue::from_static("true"));
     if let Some(ms) = pushback_ms {
         status.metadata_mut().insert(PUSHBACK_KEY, MetadataValue::from(ms));

@@ -31,7 +31,7 @@ pub const CHECKPOINT_SERVICE_NAME: &str =
     <CheckpointServiceServer<CheckpointGrpc> as tonic::server::NamedService>::NAME;
 
 /// The layers around every service, outermost first: observe, authenticate, limit.
-pub type ServerLayers = Stack<InFlightLimitLayer, Stack<AuthLayer, Stack<ObserveLayer, Identity>>>;
+pub(super) type ServerLayers = Stack<InFlightLimitLayer, Stack<AuthLayer, Stack<ObserveLayer, Identity>>>;
 
 /// Reflection could not be set up (a broken descriptor set).
 #[derive(Debug, thiserror::Error)]

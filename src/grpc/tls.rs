@@ -87,7 +87,10 @@ fn build(files: &ServerTls) -> Result<rustls::ServerConfig, ServerTlsError> {
 
 /// Accepts TCP connections and yields those that complete a TLS handshake. Handshakes run
 /// concurrently, each bounded, so a slow or hostile client cannot stall the listener.
-pub fn incoming(listener: TcpListener, tls: Arc<ReloadableTls>) -> ReceiverStream<io::Result<TlsStream<TcpStream>>> {
+pub(crate) fn incoming(
+    listener: TcpListener,
+    tls: Arc<ReloadableTls>,
+) -> ReceiverStream<io::Result<TlsStream<TcpStream>>> {
     let (sender, receiver) = mpsc::channel(64);
     tokio::spawn(async move {
         loop {

@@ -137,9 +137,10 @@ pub struct Failure<'a> {
     pub timed_out: bool,
 }
 
+#[cfg(test)]
 impl<'a> Failure<'a> {
     /// A failure with only a phase and a message; set the other facts with struct update syntax.
-    pub fn new(phase: Phase, message: &'a str) -> Self {
+    pub(crate) fn new(phase: Phase, message: &'a str) -> Self {
         Failure { phase, sqlstate: None, message, connection_broken: false, io_kind: None, timed_out: false }
     }
 }
@@ -268,7 +269,7 @@ const POOLER_MESSAGE_SQLSTATES: &[(&str, SqlState)] = &[
 ];
 
 /// Recovers a SQLSTATE from a pooler's message, for errors that reached us without one.
-pub fn sqlstate_from_pooler_message(message: &str) -> Option<SqlState> {
+pub(super) fn sqlstate_from_pooler_message(message: &str) -> Option<SqlState> {
     POOLER_MESSAGE_SQLSTATES.iter().find(|(needle, _)| message.contains(needle)).map(|(_, code)| *code)
 }
 

@@ -6,6 +6,6 @@ mod classify;
 mod policy;
 mod sqlstate;
 
-pub use classify::{ErrorClass, Failure, Phase, classify, sqlstate_from_pooler_message};
+pub use classify::{ErrorClass, Failure, Phase, classify};
 pub use policy::{Decision, GiveUpReason, RetryBudget, RetryPolicy};
 pub use sqlstate::SqlState;

@@ -31,13 +31,3 @@ pub enum StorageError {
     #[error("{0}")]
     Precondition(String),
 }
-
-impl StorageError {
-    /// The class of a database failure; `None` for precondition failures.
-    pub fn class(&self) -> Option<ErrorClass> {
-        match self {
-            StorageError::Database { class, .. } => Some(*class),
-            StorageError::Precondition(_) => None,
-        }
-    }
-}

@@ -15,7 +15,7 @@ use crate::storage::pool::{PgConn, Pool};
 
 /// Starts the monitor. The receiver reads `true` while the database is reachable; it starts
 /// `false` until the first probe succeeds.
-pub fn spawn(pool: Arc<Pool>, config: MonitorConfig, shutdown: CancellationToken) -> watch::Receiver<bool> {
+pub(crate) fn spawn(pool: Arc<Pool>, config: MonitorConfig, shutdown: CancellationToken) -> watch::Receiver<bool> {
     let (sender, receiver) = watch::channel(!config.enabled);
     if config.enabled {
         tokio::spawn(watch_database(pool, config, sender, shutdown));

@@ -23,9 +23,13 @@ pub struct ReferenceTransaction {
 /// and List (the latest `list_limit` of one thread and namespace).
 #[derive(Debug, Clone)]
 pub struct ReferenceSql {
+    /// Put: the statement alone.
     pub put: ReferenceTransaction,
+    /// PutWrites of ordinary channels: the statement alone.
     pub put_writes: ReferenceTransaction,
+    /// GetTuple of a namespace's latest checkpoint: the statement alone.
     pub get_tuple: ReferenceTransaction,
+    /// One List page, in a read-only transaction.
     pub list: ReferenceTransaction,
 }
 

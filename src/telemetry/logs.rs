@@ -25,7 +25,7 @@ pub struct LogConfig {
 }
 
 /// The filter directive for `config`.
-pub fn filter_directive(config: &LogConfig) -> String {
+pub(super) fn filter_directive(config: &LogConfig) -> String {
     if let Some(filter) = &config.filter {
         return filter.clone();
     }

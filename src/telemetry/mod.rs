@@ -9,7 +9,7 @@ mod logs;
 mod metrics;
 mod otlp;
 mod otlp_http;
-pub mod prometheus;
+pub(crate) mod prometheus;
 
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::TracerProvider as _;
@@ -22,9 +22,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 pub(crate) use logs::CALL_SPAN;
-pub use logs::{LogConfig, filter_directive};
+pub use logs::LogConfig;
 pub use metrics::{RpcMetrics, observe_store};
-pub use otlp::{Endpoint, OtlpError, OtlpSettings, Protocol};
+pub use otlp::{OtlpError, OtlpSettings};
 
 /// What to set up.
 #[derive(Debug, Clone)]

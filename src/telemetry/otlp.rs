@@ -141,7 +141,7 @@ fn protocol(env: Env<'_>, signal: &str) -> Result<Protocol, OtlpError> {
 }
 
 /// The resource describing this process; `OTEL_SERVICE_NAME` wins over the default name.
-pub fn resource(env: Env<'_>) -> Resource {
+pub(super) fn resource(env: Env<'_>) -> Resource {
     let builder =
         Resource::builder().with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
     if env("OTEL_SERVICE_NAME").is_some() { builder.build() } else { builder.with_service_name("checkpointd").build() }
@@ -149,7 +149,7 @@ pub fn resource(env: Env<'_>) -> Resource {
 
 /// A tracer provider exporting spans to `endpoint` in batches. Needs a tokio runtime that
 /// outlives it (the gRPC channel's task, or the HTTP requests, run there).
-pub fn tracer_provider(endpoint: &Endpoint, resource: Resource) -> Result<SdkTracerProvider, OtlpError> {
+pub(super) fn tracer_provider(endpoint: &Endpoint, resource: Resource) -> Result<SdkTracerProvider, OtlpError> {
     let exporter = match endpoint.protocol {
         Protocol::Grpc => SpanExporter::builder().with_tonic().with_endpoint(&endpoint.url).build()?,
         Protocol::HttpProtobuf => {
@@ -160,7 +160,10 @@ pub fn tracer_provider(endpoint: &Endpoint, resource: Resource) -> Result<SdkTra
 }
 
 /// A reader pushing metrics to `endpoint` every `interval`.
-pub fn metric_reader(endpoint: &Endpoint, interval: Duration) -> Result<PeriodicReader<MetricExporter>, OtlpError> {
+pub(super) fn metric_reader(
+    endpoint: &Endpoint,
+    interval: Duration,
+) -> Result<PeriodicReader<MetricExporter>, OtlpError> {
     let exporter = match endpoint.protocol {
         Protocol::Grpc => MetricExporter::builder().with_tonic().with_endpoint(&endpoint.url).build()?,
         Protocol::HttpProtobuf => MetricExporter::builder()

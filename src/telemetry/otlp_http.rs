@@ -19,14 +19,14 @@ const MAX_RESPONSE_BYTES: usize = 1 << 20;
 
 /// A pooled plaintext HTTP/1.1 client bound to a tokio runtime.
 #[derive(Debug, Clone)]
-pub struct RuntimeHttpClient {
+pub(super) struct RuntimeHttpClient {
     client: Client<HttpConnector, Full<Bytes>>,
     runtime: Handle,
 }
 
 impl RuntimeHttpClient {
     /// A client on the runtime of the calling thread; `None` outside a runtime.
-    pub fn on_current_runtime() -> Option<Self> {
+    pub(super) fn on_current_runtime() -> Option<Self> {
         let runtime = Handle::try_current().ok()?;
         Some(Self { client: Client::builder(TokioExecutor::new()).build_http(), runtime })
     }

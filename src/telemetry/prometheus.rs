@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Serves `registry` until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, registry: Registry, stop: CancellationToken) {
+pub(crate) async fn serve(listener: TcpListener, registry: Registry, stop: CancellationToken) {
     loop {
         let stream = tokio::select! {
             stream = crate::accept::accept(&listener) => stream,

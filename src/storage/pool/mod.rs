@@ -17,15 +17,15 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use bb8::{ErrorSink, QueueStrategy, RunError};
 
-pub use counters::{CloseCause, PoolCounters};
-pub use manager::{ConnectError, Manager, ManagerSettings, PgConn};
-pub use tls::TlsSetupError;
+pub(crate) use counters::{CloseCause, PoolCounters};
+pub(crate) use manager::{ConnectError, Manager, ManagerSettings, PgConn};
+pub(crate) use tls::TlsSetupError;
 
 use crate::config::{DatabaseConfig, PoolConfig};
 use crate::retry::ErrorClass;
 
 /// A connection checked out of the pool; it goes back (or is discarded) when dropped.
-pub type PooledConn = bb8::PooledConnection<'static, Manager>;
+pub(crate) type PooledConn = bb8::PooledConnection<'static, Manager>;
 
 /// Why no connection was handed out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -240,11 +240,6 @@ impl Pool {
             connect_failures: self.counters.connect_failures(),
             connections_closed: CloseCause::ALL.iter().map(|c| (*c, self.counters.connections_closed(*c))).collect(),
         }
-    }
-
-    /// The churn counters.
-    pub fn counters(&self) -> &PoolCounters {
-        &self.counters
     }
 
     /// Where the pool connects, for logs (no password).

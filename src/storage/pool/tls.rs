@@ -27,7 +27,7 @@ pub enum TlsSetupError {
 }
 
 /// Builds the client configuration for `tls`.
-pub fn client_config(tls: &DatabaseTls) -> Result<ClientConfig, TlsSetupError> {
+pub(super) fn client_config(tls: &DatabaseTls) -> Result<ClientConfig, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier: Arc<dyn ServerCertVerifier> = match (tls.mode, &tls.root_cert) {
         (SslMode::Disable | SslMode::Prefer, _) | (SslMode::Require, None) => {
