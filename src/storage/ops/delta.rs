@@ -77,7 +77,7 @@ fn walk_sql() -> String {
     {step}
     WHERE false = ANY(w.ended)
 )
-SELECT checkpoint_id, parent_checkpoint_id, versions, has_blob, inline FROM walk ORDER BY depth"#
+SELECT checkpoint_id, versions, has_blob, inline FROM walk ORDER BY depth"#
     )
 }
 
@@ -102,13 +102,12 @@ CROSS JOIN LATERAL (
     OFFSET 0
 ) AS bl"#;
 
-/// One checkpoint of a walk page, with one entry per requested channel in each array.
+/// One checkpoint of the walk (the target first, then its ancestors in order), with one entry per
+/// requested channel in each array.
 #[derive(Debug, diesel::QueryableByName)]
 struct WalkRow {
     #[diesel(sql_type = Text)]
     checkpoint_id: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    parent_checkpoint_id: Option<String>,
     #[diesel(sql_type = Array<Nullable<Text>>)]
     versions: Vec<Option<String>>,
     #[diesel(sql_type = Array<Bool>)]
@@ -140,16 +139,7 @@ struct HistoryRow {
     version: Option<String>,
 }
 
-/// What a page says about one checkpoint.
-#[derive(Debug, Clone, Default)]
-struct Node {
-    parent: Option<String>,
-    versions: Vec<Option<String>>,
-    has_blob: Vec<bool>,
-    inline: Vec<Option<String>>,
-}
-
-impl Node {
+impl WalkRow {
     /// The inline value of channel `i`, unless absent or JSON null.
     fn inline_value(&self, i: usize) -> Option<&str> {
         self.inline.get(i).and_then(Option::as_deref).filter(|v| *v != "null")
@@ -165,82 +155,42 @@ enum Seed {
     Inline(String),
 }
 
-/// One channel's walk: the checkpoints visited, newest first, and where it stands.
+/// One channel's walk: the checkpoints visited, newest first, and its seed.
 #[derive(Debug, Clone, Default)]
 struct ChannelWalk {
     chain: Vec<String>,
-    /// The next checkpoint to visit; `None` once the walk has ended.
-    next: Option<String>,
     seed: Option<Seed>,
-    started: bool,
 }
 
-/// Every channel's walk over the pages read so far.
-#[derive(Debug, Default)]
-struct Walks {
-    nodes: HashMap<String, Node>,
-    walks: Vec<ChannelWalk>,
-}
-
-impl Walks {
-    fn new(channels: usize) -> Self {
-        Self { nodes: HashMap::new(), walks: vec![ChannelWalk::default(); channels] }
-    }
-
-    fn ingest(&mut self, rows: Vec<WalkRow>) {
-        for row in rows {
-            let node = Node {
-                parent: row.parent_checkpoint_id.filter(|p| !p.is_empty()),
-                versions: row.versions,
-                has_blob: row.has_blob,
-                inline: row.inline,
-            };
-            self.nodes.insert(row.checkpoint_id, node);
+/// Channel `i`'s walk over `ancestors` (the target's parent first, as the walk query returns
+/// them): it ends at the first checkpoint that stores a value for the channel, or with the chain.
+fn walk_channel(ancestors: &[WalkRow], i: usize) -> ChannelWalk {
+    let mut walk = ChannelWalk::default();
+    for row in ancestors {
+        walk.chain.push(row.checkpoint_id.clone());
+        let version = row.versions.get(i).cloned().flatten();
+        // A blob wins: for a delta snapshot the inline reading is only a marker.
+        if row.has_blob.get(i).copied().unwrap_or(false) {
+            walk.seed = version.map(Seed::Blob);
+            break;
+        }
+        if let Some(value) = row.inline_value(i) {
+            // As LangGraph's saver: the walk ends at any inline value, but the value seeds only
+            // when the checkpoint has a version for the channel.
+            walk.seed = version.map(|_| Seed::Inline(value.to_owned()));
+            break;
         }
     }
-
-    /// Advances every walk as far as the pages read allow.
-    fn advance(&mut self, target: &str) {
-        let Some(start) = self.nodes.get(target).map(|n| n.parent.clone()) else {
-            return;
-        };
-        for (i, walk) in self.walks.iter_mut().enumerate() {
-            if !walk.started {
-                walk.started = true;
-                walk.next = start.clone();
-            }
-            while let Some(id) = walk.next.clone() {
-                let Some(node) = self.nodes.get(&id) else { break };
-                if walk.chain.len() >= self.nodes.len() {
-                    // Parents that form a cycle: stop rather than walk forever.
-                    walk.next = None;
-                    break;
-                }
-                walk.chain.push(id);
-                // A blob wins: for a delta snapshot the inline reading is only a marker.
-                let version = node.versions.get(i).cloned().flatten();
-                if node.has_blob.get(i).copied().unwrap_or(false) {
-                    walk.seed = version.map(Seed::Blob);
-                    walk.next = None;
-                } else if let Some(value) = node.inline_value(i) {
-                    // As LangGraph's saver: the walk ends at any inline value, but the value
-                    // seeds only when the checkpoint has a version for the channel.
-                    walk.seed = version.map(|_| Seed::Inline(value.to_owned()));
-                    walk.next = None;
-                } else {
-                    walk.next = node.parent.clone();
-                }
-            }
-        }
-    }
+    walk
 }
 
 /// Reads the delta history of some channels.
 pub(crate) struct DeltaHistoryOp<'a>(pub(crate) &'a DeltaHistoryQuery);
 
 impl DeltaHistoryOp<'_> {
-    /// Walks the ancestors in one query; `None` when the target does not exist.
-    async fn walk(&self, conn: &mut AsyncPgConnection) -> QueryResult<Option<Walks>> {
+    /// Walks the ancestors in one query, one walk per channel; `None` when the target does not
+    /// exist.
+    async fn walk(&self, conn: &mut AsyncPgConnection) -> QueryResult<Option<Vec<ChannelWalk>>> {
         let query = self.0;
         let rows: Vec<WalkRow> = Statement::new(walk_sql())
             .bind::<Text, _>(&query.thread_id)
@@ -249,23 +199,24 @@ impl DeltaHistoryOp<'_> {
             .bind::<Array<Text>, _>(&query.channels)
             .load(conn)
             .await?;
-        let Some(target) = rows.first().map(|r| r.checkpoint_id.clone()) else {
+        let Some((_target, ancestors)) = rows.split_first() else {
             return Ok(None);
         };
-        let mut walks = Walks::new(query.channels.len());
-        walks.ingest(rows);
-        walks.advance(&target);
-        Ok(Some(walks))
+        Ok(Some((0..query.channels.len()).map(|i| walk_channel(ancestors, i)).collect()))
     }
 
     /// The writes and seed blobs of the walks, assembled per channel.
-    async fn history(&self, conn: &mut AsyncPgConnection, walks: Walks) -> QueryResult<Vec<DeltaChannelHistory>> {
+    async fn history(
+        &self,
+        conn: &mut AsyncPgConnection,
+        walks: Vec<ChannelWalk>,
+    ) -> QueryResult<Vec<DeltaChannelHistory>> {
         let query = self.0;
         let mut want_checkpoints = Vec::new();
         let mut want_channels = Vec::new();
         let mut seed_channels = Vec::new();
         let mut seed_versions = Vec::new();
-        for (channel, walk) in query.channels.iter().zip(&walks.walks) {
+        for (channel, walk) in query.channels.iter().zip(&walks) {
             for id in &walk.chain {
                 want_checkpoints.push(id.clone());
                 want_channels.push(channel.clone());
@@ -288,7 +239,7 @@ impl DeltaHistoryOp<'_> {
                 .load(conn)
                 .await?
         };
-        Ok(assemble(&query.channels, walks.walks, rows))
+        Ok(assemble(&query.channels, walks, rows))
     }
 }
 
@@ -373,31 +324,25 @@ impl Operation for DeltaHistoryOp<'_> {
 mod tests {
     use super::*;
 
-    fn row(id: &str, parent: Option<&str>, blob: bool, inline: Option<&str>) -> WalkRow {
+    fn row(id: &str, blob: bool, inline: Option<&str>) -> WalkRow {
         WalkRow {
             checkpoint_id: id.into(),
-            parent_checkpoint_id: parent.map(Into::into),
             versions: vec![Some(format!("v-{id}"))],
             has_blob: vec![blob],
             inline: vec![inline.map(Into::into)],
         }
     }
 
+    /// The walk of the only channel from `rows[0]`, the target, over its ancestors.
     fn walk(rows: Vec<WalkRow>, target: &str) -> ChannelWalk {
-        let mut walks = Walks::new(1);
-        walks.ingest(rows);
-        walks.advance(target);
-        walks.walks.remove(0)
+        assert_eq!(rows[0].checkpoint_id, target);
+        walk_channel(&rows[1..], 0)
     }
 
     #[test]
     fn the_walk_starts_at_the_parent_and_ends_at_the_first_stored_value() {
-        let rows = vec![
-            row("c4", Some("c3"), true, None),
-            row("c3", Some("c2"), false, None),
-            row("c2", Some("c1"), true, Some("true")),
-            row("c1", None, true, None),
-        ];
+        let rows =
+            vec![row("c4", true, None), row("c3", false, None), row("c2", true, Some("true")), row("c1", true, None)];
         let walk = walk(rows, "c4");
         assert_eq!(walk.chain, ["c3", "c2"]);
         assert_eq!(walk.seed, Some(Seed::Blob("v-c2".into())), "a blob wins over the inline marker");
@@ -405,42 +350,25 @@ mod tests {
 
     #[test]
     fn an_inline_null_is_no_value_and_a_root_ends_the_walk_without_a_seed() {
-        let rows = vec![
-            row("c3", Some("c2"), false, None),
-            row("c2", Some("c1"), false, Some("null")),
-            row("c1", Some(""), false, None),
-        ];
+        let rows = vec![row("c3", false, None), row("c2", false, Some("null")), row("c1", false, None)];
         let walk = walk(rows, "c3");
         assert_eq!(walk.chain, ["c2", "c1"]);
         assert_eq!(walk.seed, None);
-        assert_eq!(walk.next, None);
     }
 
     #[test]
     fn an_inline_primitive_is_a_seed() {
-        let walk = walk(vec![row("c2", Some("c1"), false, None), row("c1", None, false, Some("7"))], "c2");
+        let walk = walk(vec![row("c2", false, None), row("c1", false, Some("7"))], "c2");
         assert_eq!(walk.seed, Some(Seed::Inline("7".into())));
     }
 
     #[test]
     fn an_inline_value_without_a_version_ends_the_walk_without_a_seed() {
-        let mut unversioned = row("c1", None, false, Some("\"hello\""));
+        let mut unversioned = row("c1", false, Some("\"hello\""));
         unversioned.versions = vec![None];
-        let walk = walk(vec![row("c2", Some("c1"), false, None), unversioned], "c2");
+        let walk = walk(vec![row("c2", false, None), unversioned], "c2");
         assert_eq!(walk.chain, ["c1"]);
         assert_eq!(walk.seed, None);
-    }
-
-    #[test]
-    fn a_parent_not_read_yet_leaves_the_walk_waiting() {
-        let mut walks = Walks::new(1);
-        walks.ingest(vec![row("c9", Some("c8"), false, None)]);
-        walks.advance("c9");
-        assert_eq!(walks.walks[0].next.as_deref(), Some("c8"), "waits for its parent");
-        walks.ingest(vec![row("c8", None, true, None)]);
-        walks.advance("c9");
-        assert_eq!(walks.walks[0].next, None);
-        assert_eq!(walks.walks[0].chain, ["c8"]);
     }
 
     #[test]
