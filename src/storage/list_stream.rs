@@ -1,4 +1,4 @@
-//! List streams: a task that runs a stream's cursor transactions and the stream that reads its pages.
+//! List streams: a task that runs a stream's transactions and the stream that reads its pages.
 //!
 //! The task runs [`ListScanOp`] through the runner (so each transaction is retried, bounded and
 //! traced like every other operation) until every row is handed over, the consumer is gone, or
@@ -77,7 +77,7 @@ async fn produce(
     pages: PageSender,
     transaction_deadline: impl Fn() -> Instant,
 ) {
-    let scan = ListScanOp::new(&query, &pages, pacing);
+    let scan = ListScanOp::new(&query, &pages, &runner.pool, pacing);
     loop {
         match runner.run(&scan, transaction_deadline()).await {
             Err(e) => {

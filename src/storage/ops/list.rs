@@ -1,12 +1,12 @@
-//! List: one server-side cursor per stream, resuming after a keyset cursor.
+//! List: one SELECT per stream, resuming after a keyset cursor.
 //!
-//! A stream declares one cursor inside one read-only transaction and fetches it page by page,
+//! A stream reads one SELECT inside one read-only transaction, as the consumer takes its rows,
 //! so the matching rows are found and sorted once, however many pages they fill. Each page goes
 //! to the consumer through a one-page channel; when the consumer stops reading for a while (or
-//! the transaction has been open long enough) the transaction ends and the connection goes back
-//! to the pool, and the next transaction declares the cursor again after the last row sent. The
-//! sort key is the checkpoint id (as LangGraph sorts) made unique by the columns the query does
-//! not fix, so resuming never skips or repeats a row.
+//! the transaction has been open long enough) the SELECT is cancelled, the transaction ends and
+//! the connection goes back to the pool, and the next transaction selects again after the last
+//! row sent. The sort key is the checkpoint id (as LangGraph sorts) made unique by the columns the
+//! query does not fix, so resuming never skips or repeats a row.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -18,14 +18,15 @@ use tokio::time::Instant;
 use diesel::QueryResult;
 use diesel::sql_types::{BigInt, Jsonb, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt, TryStreamExt};
 
 use crate::domain::{CheckpointTuple, ListQuery};
 use crate::storage::StorageError;
 use crate::storage::json::JsonText;
 use crate::storage::ops::read::{CHECKPOINT_COLUMNS, TupleRow, tuple_query};
 use crate::storage::ops::{Access, Operation};
+use crate::storage::pool::Pool;
 use crate::storage::statement::Statement;
 
 /// Where the previous page ended.
@@ -36,17 +37,14 @@ pub(crate) struct ListCursor {
     pub(crate) thread_id: String,
 }
 
-/// The name of a list stream's cursor; each transaction declares at most one.
-const CURSOR: &str = "checkpointd_list";
-
-/// The rows a list cursor selects: after `after`, at most `limit`.
+/// The rows a list stream selects: after `after`, at most `limit`.
 pub(crate) struct ListSelect<'a> {
     pub(crate) query: &'a ListQuery,
     pub(crate) after: Option<&'a ListCursor>,
     pub(crate) limit: Option<u64>,
 }
 
-/// How a list stream paces its cursor.
+/// How a list stream paces its reads.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ScanPacing {
     /// Rows in the first fetch; each later fetch doubles, up to `page_size`.
@@ -83,24 +81,26 @@ struct ScanProgress {
     page_size: u64,
 }
 
-/// The rows of one list stream, fetched through a server-side cursor in as few transactions as
-/// the consumer's pace allows. A retried attempt resumes after the last row it handed over.
+/// The rows of one list stream, read in as few transactions as the consumer's pace allows. A
+/// retried attempt resumes after the last row it handed over.
 pub(crate) struct ListScanOp<'a> {
     query: &'a ListQuery,
     pages: &'a PageSender,
+    /// Sends the cancel request that stops a SELECT read only in part.
+    pool: &'a Pool,
     pacing: ScanPacing,
     progress: Mutex<ScanProgress>,
 }
 
 impl<'a> ListScanOp<'a> {
-    pub(crate) fn new(query: &'a ListQuery, pages: &'a PageSender, pacing: ScanPacing) -> Self {
+    pub(crate) fn new(query: &'a ListQuery, pages: &'a PageSender, pool: &'a Pool, pacing: ScanPacing) -> Self {
         let progress = ScanProgress {
             remaining: query.limit,
             finished: query.matches_nothing(),
             page_size: pacing.first_page.clamp(1, pacing.page_size.max(1)),
             ..ScanProgress::default()
         };
-        Self { query, pages, pacing, progress: Mutex::new(progress) }
+        Self { query, pages, pool, pacing, progress: Mutex::new(progress) }
     }
 
     /// True once every row has been fetched.
@@ -117,27 +117,25 @@ impl<'a> ListScanOp<'a> {
         self.progress.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The rows not handed over yet: all of them (`DECLARE`), or the next `page` of them.
+    /// The rows not handed over yet: all of them, or the next `page` of them.
     fn rows_after(&self, page: Option<u64>) -> Statement<'static> {
         let progress = self.progress();
         let limit = page.or(progress.remaining);
-        let select = ListSelect { query: self.query, after: progress.after.as_ref(), limit };
-        if page.is_some() { select.select() } else { select.declare() }
+        ListSelect { query: self.query, after: progress.after.as_ref(), limit }.select()
     }
 
-    /// The next fetch's size, or `None` when nothing is left.
+    /// The next page's size, or `None` when nothing is left.
     fn next_fetch(&self) -> Option<u64> {
         let progress = self.progress();
         let size = progress.remaining.map_or(progress.page_size, |left| left.min(progress.page_size));
         (!progress.finished && size > 0).then_some(size)
     }
 
-    /// Records a fetched page: the cursor moves past it, and the stream ends after a short one.
-    fn advance(&self, page: &[CheckpointTuple], asked: u64) {
+    /// Records a page: the stream resumes after it, and is finished after the last one.
+    fn advance(&self, page: &[CheckpointTuple], last: bool) {
         let mut progress = self.progress();
-        let fetched = page.len() as u64;
-        progress.remaining = progress.remaining.map(|left| left.saturating_sub(fetched));
-        progress.finished = fetched < asked || progress.remaining == Some(0);
+        progress.remaining = progress.remaining.map(|left| left.saturating_sub(page.len() as u64));
+        progress.finished = last || progress.remaining == Some(0);
         if let Some(last) = page.last() {
             progress.after = Some(ListCursor::after(last));
         }
@@ -157,39 +155,70 @@ impl<'a> ListScanOp<'a> {
         }
     }
 
+    /// Hands `page` over and says whether the stream stops here (and why).
+    async fn deliver(&self, page: Vec<CheckpointTuple>, last: bool, started: Instant) -> Option<ScanOutcome> {
+        self.advance(&page, last);
+        if !page.is_empty()
+            && let Some(outcome) = self.hand_over(page).await
+        {
+            return Some(outcome);
+        }
+        match self.next_fetch() {
+            None => Some(ScanOutcome::Finished),
+            Some(_) if started.elapsed() >= self.pacing.max_hold => Some(ScanOutcome::Paused),
+            Some(_) => None,
+        }
+    }
+
     async fn scan(&self, conn: &mut AsyncPgConnection) -> QueryResult<ScanOutcome> {
         if self.progress().unsent.is_some() {
             return Ok(ScanOutcome::Paused);
         }
-        let Some(mut size) = self.next_fetch() else {
+        if self.next_fetch().is_none() {
             return Ok(ScanOutcome::Finished);
-        };
-        let started = Instant::now();
-        // A primary-key range pages cheaply by itself; anything else is found and sorted once.
-        let use_cursor = !self.query.is_key_range();
-        if use_cursor {
-            self.rows_after(None).execute(conn).await?;
         }
-        loop {
-            let fetch = if use_cursor {
-                Statement::new(format!("FETCH {size} FROM {CURSOR}"))
-            } else {
-                self.rows_after(Some(size))
-            };
-            let rows: Vec<TupleRow> = fetch.load(conn).await?;
+        if self.query.is_key_range() { self.page_by_key(conn).await } else { self.stream_once(conn).await }
+    }
+
+    /// A primary-key range pages cheaply by itself: one bounded SELECT per page.
+    async fn page_by_key(&self, conn: &mut AsyncPgConnection) -> QueryResult<ScanOutcome> {
+        let started = Instant::now();
+        while let Some(size) = self.next_fetch() {
+            let rows: Vec<TupleRow> = self.rows_after(Some(size)).load(conn).await?;
             let page: Vec<CheckpointTuple> = rows.into_iter().map(TupleRow::into_tuple).collect();
-            self.advance(&page, size);
-            if !page.is_empty()
-                && let Some(outcome) = self.hand_over(page).await
-            {
+            let last = (page.len() as u64) < size;
+            if let Some(outcome) = self.deliver(page, last, started).await {
                 return Ok(outcome);
             }
-            match self.next_fetch() {
-                None => return Ok(ScanOutcome::Finished),
-                Some(_) if started.elapsed() >= self.pacing.max_hold => return Ok(ScanOutcome::Paused),
-                Some(next) => size = next,
+        }
+        Ok(ScanOutcome::Finished)
+    }
+
+    /// Anything else is found and sorted once, by one SELECT whose rows are read as the consumer
+    /// takes them (the server waits while the consumer does). A SELECT executed to its end may
+    /// use parallel workers, which a cursor never does: on a table of millions of rows that
+    /// halves a filtered scan. A stream stopped before its end is cancelled on the server.
+    async fn stream_once(&self, conn: &mut AsyncPgConnection) -> QueryResult<ScanOutcome> {
+        let started = Instant::now();
+        let cancel = conn.cancel_token();
+        let mut rows = self.rows_after(None).load_stream::<TupleRow>(conn).await?;
+        let mut page = Vec::new();
+        while let Some(size) = self.next_fetch() {
+            let row = rows.try_next().await?;
+            let last = row.is_none();
+            page.extend(row.map(TupleRow::into_tuple));
+            if !last && (page.len() as u64) < size {
+                continue;
+            }
+            if let Some(outcome) = self.deliver(std::mem::take(&mut page), last, started).await {
+                if !last && outcome != ScanOutcome::Finished {
+                    self.pool.cancel(cancel).await;
+                    while rows.next().await.is_some() {}
+                }
+                return Ok(outcome);
             }
         }
+        Ok(ScanOutcome::Finished)
     }
 }
 
@@ -223,7 +252,7 @@ fn key_columns(query: &ListQuery) -> Vec<KeyColumn> {
     columns
 }
 
-/// A value bound to a list cursor's placeholder.
+/// A value bound to a list SELECT's placeholder.
 enum Param {
     Text(String),
     Json(String),
@@ -232,17 +261,8 @@ enum Param {
 }
 
 impl ListSelect<'_> {
-    /// `DECLARE` of the stream's cursor over these rows.
-    pub(crate) fn declare(&self) -> Statement<'static> {
-        self.build(&format!("DECLARE {CURSOR} NO SCROLL CURSOR FOR "))
-    }
-
     /// The rows as one `SELECT`.
     pub(crate) fn select(&self) -> Statement<'static> {
-        self.build("")
-    }
-
-    fn build(&self, prefix: &str) -> Statement<'static> {
         let query = self.query;
         let keys = key_columns(query);
         let mut params: Vec<Param> = Vec::new();
@@ -287,7 +307,7 @@ impl ListSelect<'_> {
         let outer_order: Vec<String> = keys.iter().map(|key| format!("c.{} DESC", key.name())).collect();
         let page =
             format!("SELECT {CHECKPOINT_COLUMNS} FROM checkpoints {where_sql} ORDER BY {}{limit}", order.join(", "));
-        let sql = format!("{prefix}{}", tuple_query(&page, &outer_order.join(", ")));
+        let sql = tuple_query(&page, &outer_order.join(", "));
         params.into_iter().fold(Statement::new(sql), |statement, param| match param {
             Param::Text(value) => statement.bind::<Text, _>(value),
             Param::Json(value) => statement.bind::<Jsonb, _>(JsonText(value)),
@@ -342,7 +362,7 @@ mod tests {
 
     fn page_sql(query: &ListQuery, after: Option<&ListCursor>) -> String {
         let select = ListSelect { query, after, limit: Some(10) };
-        diesel::debug_query::<diesel::pg::Pg, _>(&select.declare()).to_string()
+        diesel::debug_query::<diesel::pg::Pg, _>(&select.select()).to_string()
     }
 
     fn cursor() -> ListCursor {
