@@ -1,11 +1,12 @@
 //! Command-line flags (each with its environment variable), turned into `config` structs.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{
     AuthConfig, CoalescingConfig, Compression, Config, ConfigError, DatabaseConfig, DatabaseConfigError, DatabaseFlags,
@@ -26,6 +27,14 @@ original deployment's variable (host, port, user, password, dbname), and the def
 
 Logging: RUST_LOG (a tracing filter, e.g. info,checkpointd=debug), DEBUG=1 (debug level for
 checkpointd), VERBOSE_SSL_LOGGING=true (debug level for TLS and the connection pool).";
+
+/// Reads one environment variable by name.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment, as an [`Env`].
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
 
 /// checkpointd stores LangGraph checkpoints in PostgreSQL behind a gRPC API.
 #[derive(Debug, Parser)]
@@ -205,9 +214,9 @@ impl ServerArgs {
         Some(ServerTls { cert, key, client_ca: self.tls_client_ca.clone() })
     }
 
-    fn auth(&self) -> Result<AuthConfig, ConfigError> {
-        let tokens = match std::env::var("CHECKPOINTD_AUTH_TOKENS") {
-            Ok(text) if !text.trim().is_empty() => parse_tokens(&text)?,
+    fn auth(&self, env: Env<'_>) -> Result<AuthConfig, ConfigError> {
+        let tokens = match env("CHECKPOINTD_AUTH_TOKENS") {
+            Some(text) if !text.trim().is_empty() => parse_tokens(&text)?,
             _ => Vec::new(),
         };
         Ok(AuthConfig {
@@ -275,6 +284,11 @@ pub struct DbArgs {
 impl DbArgs {
     /// Resolves the database settings against the process environment.
     pub fn resolve(&self) -> Result<DatabaseConfig, DatabaseConfigError> {
+        self.resolve_in(&process_env)
+    }
+
+    /// Resolves the database settings, reading libpq's variables through `env`.
+    pub fn resolve_in(&self, env: Env<'_>) -> Result<DatabaseConfig, DatabaseConfigError> {
         let flags = DatabaseFlags {
             url: self.database_url.clone().map(Secret::new),
             password_file: self.db_password_file.clone(),
@@ -293,7 +307,7 @@ impl DbArgs {
             idle_in_transaction_timeout: self.db_idle_in_transaction_timeout,
             statement_cache: self.db_statement_cache,
         };
-        resolve_database(&flags, &|name| std::env::var(name).ok())
+        resolve_database(&flags, env)
     }
 }
 
@@ -401,14 +415,34 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// The full configuration.
-    pub fn config(&self) -> Result<Config, ConfigError> {
-        let database = self.db.resolve()?;
-        self.config_for(database)
+    /// `serve`'s flags alone, every flag not given at its documented default: no variable of
+    /// the environment is read. With [`ServeArgs::config_in`] and no variables, this is how
+    /// tests build the same configuration the command line does.
+    pub fn from_flags<I, T>(flags: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let command = Self::augment_args(clap::Command::new("serve"));
+        let ids: Vec<clap::Id> = command.get_arguments().map(|arg| arg.get_id().clone()).collect();
+        let command = ids.into_iter().fold(command, |command, id| command.mut_arg(id, |arg| arg.env(None)));
+        let argv = std::iter::once(OsString::from("serve")).chain(flags.into_iter().map(Into::into));
+        Self::from_arg_matches(&command.try_get_matches_from(argv)?)
     }
 
-    /// The configuration for an already resolved database.
-    pub fn config_for(&self, database: DatabaseConfig) -> Result<Config, ConfigError> {
+    /// The full configuration, with the process environment.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        self.config_in(&process_env)
+    }
+
+    /// The full configuration, reading variables (libpq's `PG*`, the inline token list) through `env`.
+    pub fn config_in(&self, env: Env<'_>) -> Result<Config, ConfigError> {
+        let database = self.db.resolve_in(env)?;
+        self.config_for(database, env)
+    }
+
+    /// The configuration for an already resolved database: the one place a [`Config`] is assembled.
+    pub fn config_for(&self, database: DatabaseConfig, env: Env<'_>) -> Result<Config, ConfigError> {
         let pool = &self.pool;
         Ok(Config {
             pool: PoolConfig {
@@ -453,7 +487,7 @@ impl ServeArgs {
                 limits: Limits::DOCUMENTED,
                 tls: self.server.tls(),
                 health_listen: self.server.health_listen,
-                auth: self.server.auth()?,
+                auth: self.server.auth(env)?,
                 max_concurrent_requests: self.server.max_concurrent_requests,
                 max_concurrent_streams: self.server.max_concurrent_streams,
                 reload_interval: self.server.reload_interval,
@@ -554,6 +588,37 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_alone_give_the_documented_defaults_and_read_no_variable() {
+        let args =
+            ServeArgs::from_flags(["--database-url", "postgres://app@db.internal/agents", "--pool-max-size", "3"])
+                .expect("valid flags");
+        let asked = std::cell::RefCell::new(Vec::new());
+        let config = args
+            .config_in(&|name| {
+                asked.borrow_mut().push(name.to_owned());
+                None
+            })
+            .expect("valid configuration");
+        assert_eq!(config.pool.max_size, 3);
+        assert_eq!(config.pool.acquire_timeout, Duration::from_secs(5));
+        assert_eq!(config.default_deadline, Duration::from_secs(30));
+        assert_eq!(config.server.listen, "0.0.0.0:50051".parse().expect("address"));
+        let coalescing = config.storage.put_coalescing.expect("coalescing on by default");
+        assert_eq!((coalescing.max_transactions, coalescing.max_batch, coalescing.max_batch_bytes), (4, 64, 32 << 20));
+        assert_eq!(config.database.hosts, vec!["db.internal".to_owned()]);
+        assert!(asked.borrow().iter().any(|name| name == "CHECKPOINTD_AUTH_TOKENS"), "{:?}", asked.borrow());
+    }
+
+    #[test]
+    fn inline_tokens_come_from_the_environment_given() {
+        let args = ServeArgs::from_flags(["--database-url", "postgres://app@db/agents"]).expect("valid flags");
+        let env = |name: &str| (name == "CHECKPOINTD_AUTH_TOKENS").then(|| "a-long-enough-secret-token name=ci".to_owned());
+        let config = args.config_in(&env).expect("valid configuration");
+        assert_eq!(config.server.auth.tokens.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["ci"]);
+        assert!(config.server.auth.enabled());
     }
 
     #[test]

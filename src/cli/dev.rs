@@ -1,7 +1,7 @@
 //! `checkpointd dev`: a throwaway PostgreSQL plus the service, for a first run with nothing set up.
 
 use crate::app::Application;
-use crate::cli::{AnyError, DevArgs};
+use crate::cli::{AnyError, DevArgs, process_env};
 use crate::config::{DatabaseFlags, Secret, SslMode, resolve_database};
 use crate::devdb::{ClusterOptions, LocalCluster};
 
@@ -13,7 +13,7 @@ pub(super) async fn run(args: DevArgs, prometheus: Option<prometheus::Registry>)
     let flags =
         DatabaseFlags { url: Some(Secret::new(url.clone())), ssl_mode: Some(SslMode::Disable), ..Default::default() };
     let database = resolve_database(&flags, &|_| None)?;
-    let mut config = args.serve.config_for(database)?;
+    let mut config = args.serve.config_for(database, &process_env)?;
     config.migrate_on_start = true;
     let app = Application::build(config).await?.with_prometheus(prometheus);
     let address = app.local_addr()?;

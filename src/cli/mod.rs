@@ -10,10 +10,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 pub use args::{
-    Cli, Command, DbArgs, DevArgs, HealthArgs, LogArgs, MigrateArgs, PoolArgs, RetryArgs, ServeArgs, ServerArgs,
-    StatusArgs,
+    Cli, Command, DbArgs, DevArgs, Env, HealthArgs, LogArgs, MigrateArgs, PoolArgs, RetryArgs, ServeArgs, ServerArgs,
+    StatusArgs, process_env,
 };
-pub use status::render as render_status;
 
 use crate::app::Application;
 use crate::config::PoolConfig;

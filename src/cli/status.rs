@@ -35,7 +35,7 @@ async fn ask(args: &StatusArgs) -> Result<pb::GetStatusResponse, Box<dyn std::er
 }
 
 /// The status as aligned `name  value` lines, non-zero counters only.
-pub fn render(status: &pb::GetStatusResponse) -> String {
+fn render(status: &pb::GetStatusResponse) -> String {
     let mut out = String::new();
     let mut line = |name: &str, value: String| {
         let _ = writeln!(out, "{name:<32} {value}");

@@ -5,15 +5,10 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use checkpointd::app::Application;
-use checkpointd::config::MonitorConfig;
-use checkpointd::config::{
-    AuthConfig, CoalescingConfig, Config, DatabaseFlags, PoolConfig, Secret, ServerConfig, SslMode, StorageConfig,
-    resolve_database,
-};
-use checkpointd::domain::Limits;
+use checkpointd::cli::ServeArgs;
+use checkpointd::config::Config;
 use checkpointd::grpc::pb;
 use checkpointd::grpc::pb::checkpoint_service_client::CheckpointServiceClient;
-use checkpointd::retry::RetryPolicy;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -84,66 +79,36 @@ impl Drop for TestDb {
     }
 }
 
-/// The configuration tests run with: small pool, quick monitor, TCP to the test database.
+/// The configuration tests run with: small pool, quick monitor, fast retries, TCP to the test
+/// database. Built as `checkpointd serve` builds it, from flags, with no environment variable read
+/// (so `PG*` or `DATABASE_URL` in the test's environment change nothing).
 pub fn test_config(database_url: &str) -> Config {
-    let flags =
-        DatabaseFlags { url: Some(Secret::new(database_url)), ssl_mode: Some(SslMode::Disable), ..Default::default() };
-    let database = resolve_database(&flags, &|_| None).expect("valid test database URL");
-    Config {
-        pool: PoolConfig {
-            max_size: 8,
-            min_idle: 1,
-            acquire_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(60),
-            max_lifetime: Duration::from_secs(600),
-            lifetime_jitter: Duration::from_secs(10),
-            validation_timeout: Duration::from_secs(1),
-            validation_skip: Duration::from_millis(500),
-            recreation_enabled: true,
-            recreate_after_failures: 3,
-            recreation_cooldown: Duration::from_secs(5),
-        },
-        storage: StorageConfig {
-            retry: RetryPolicy {
-                max_retries: 4,
-                base_delay: Duration::from_millis(10),
-                connection_base_delay: Duration::from_millis(50),
-                multiplier: 2.0,
-                pooler_multiplier: 3.0,
-                max_delay: Duration::from_millis(500),
-            },
-            retry_budget_tokens: 100,
-            retry_budget_ratio: 0.1,
-            list_page_size: 7,
-            put_coalescing: Some(CoalescingConfig { max_transactions: 4, max_batch: 64, max_batch_bytes: 32 << 20 }),
-        },
-        monitor: MonitorConfig {
-            enabled: true,
-            interval: Duration::from_millis(200),
-            probe_timeout: Duration::from_secs(1),
-            failures_to_down: 2,
-            successes_to_up: 1,
-        },
-        server: ServerConfig {
-            listen: "127.0.0.1:0".parse().expect("address"),
-            metrics_listen: None,
-            max_message_bytes: 8 << 20,
-            shutdown_delay: Duration::ZERO,
-            shutdown_grace: Duration::from_secs(5),
-            reflection: true,
-            response_compression: None,
-            limits: Limits::DOCUMENTED,
-            tls: None,
-            health_listen: None,
-            auth: AuthConfig { tokens: Vec::new(), tokens_file: None, open_health: true, open_reflection: true },
-            max_concurrent_requests: 1024,
-            max_concurrent_streams: 256,
-            reload_interval: Duration::from_millis(100),
-        },
-        default_deadline: Duration::from_secs(20),
-        migrate_on_start: true,
-        database,
-    }
+    let flags = [
+        ("--database-url", database_url),
+        ("--db-sslmode", "disable"),
+        ("--listen", "127.0.0.1:0"),
+        ("--pool-max-size", "8"),
+        ("--pool-min-idle", "1"),
+        ("--pool-idle-timeout", "60s"),
+        ("--pool-max-lifetime", "10m"),
+        ("--pool-lifetime-jitter", "10s"),
+        ("--pool-validation-skip", "500ms"),
+        ("--pool-recreation-cooldown", "5s"),
+        ("--monitor-interval", "200ms"),
+        ("--monitor-timeout", "1s"),
+        ("--max-retries", "4"),
+        ("--retry-base-delay", "10ms"),
+        ("--retry-connection-delay", "50ms"),
+        ("--retry-max-delay", "500ms"),
+        ("--list-page-size", "7"),
+        ("--max-message-size", "8MiB"),
+        ("--default-deadline", "20s"),
+        ("--shutdown-grace", "5s"),
+        ("--reload-interval", "100ms"),
+        ("--auth-open-reflection", "true"),
+    ];
+    let args = ServeArgs::from_flags(flags.iter().flat_map(|(flag, value)| [*flag, *value])).expect("valid test flags");
+    args.config_in(&|_| None).expect("valid test configuration")
 }
 
 /// A running server on a fresh database.
