@@ -615,7 +615,8 @@ mod tests {
     #[test]
     fn inline_tokens_come_from_the_environment_given() {
         let args = ServeArgs::from_flags(["--database-url", "postgres://app@db/agents"]).expect("valid flags");
-        let env = |name: &str| (name == "CHECKPOINTD_AUTH_TOKENS").then(|| "a-long-enough-secret-token name=ci".to_owned());
+        let env =
+            |name: &str| (name == "CHECKPOINTD_AUTH_TOKENS").then(|| "a-long-enough-secret-token name=ci".to_owned());
         let config = args.config_in(&env).expect("valid configuration");
         assert_eq!(config.server.auth.tokens.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["ci"]);
         assert!(config.server.auth.enabled());

@@ -4,6 +4,7 @@
 mod auth;
 pub(crate) mod conninfo;
 mod database;
+mod secret;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,9 +12,10 @@ use std::time::Duration;
 
 pub use auth::{TokenEntry, TokenFileError, TokenListError, parse_tokens, read_token_file};
 pub use database::{
-    DatabaseConfig, DatabaseConfigError, DatabaseFlags, DatabaseTls, Secret, SslMode, TargetSession,
+    DatabaseConfig, DatabaseConfigError, DatabaseFlags, DatabaseTls, SslMode, TargetSession,
     resolve as resolve_database,
 };
+pub use secret::Secret;
 
 use crate::domain::Limits;
 use crate::retry::RetryPolicy;
