@@ -35,7 +35,7 @@ COPY migrations/ migrations/
 # COPY keeps the files' own times, which may be older than the placeholders': touch them so
 # cargo rebuilds checkpointd.
 RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked
+    && cargo build --release --locked --bin checkpointd
 
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 ARG VERSION=0.1.0

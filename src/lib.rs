@@ -9,15 +9,15 @@
 //! * `storage`: LangGraph's tables behind `Store`; the only module that knows diesel.
 //! * `retry`: failure classification and backoff policy; pure.
 //! * `devdb`: throwaway PostgreSQL clusters for `checkpointd dev` and tests.
-//! * `bench`: the load generator behind `checkpointd bench`.
 //! * `telemetry`: logs, traces and metrics. `reload`: certificate and token rotation.
 //! * `shutdown`: signals. `accept`: accept loops that pause on resource errors.
 //! * `pem`: PEM certificate and key files, shared by both TLS stacks.
+//!
+//! The load generator is a binary of its own, `checkpointd-bench` (`src/bin/checkpointd-bench/`).
 
 #![warn(unreachable_pub, missing_docs)]
 pub(crate) mod accept;
 pub mod app;
-pub(crate) mod bench;
 pub mod cli;
 pub mod config;
 pub mod devdb;

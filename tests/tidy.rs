@@ -73,6 +73,11 @@ const LAYERING: &[(&str, &[&str], &str)] = &[
     ("retry", &["crate::storage", "crate::grpc", "tokio::time::sleep"], "retry classification and policy are pure"),
     ("grpc", &["storage::pool", "storage::Pool"], "handlers never touch the pool"),
     ("config", &["crate::storage", "crate::grpc", "crate::telemetry"], "config is a leaf"),
+    (
+        "bin/checkpointd-bench",
+        &["diesel", "bb8", "tokio_postgres", "storage::Pool", "storage::pool", "checkpointd::app"],
+        "the load generator is a client of the gRPC API; its SQL comes only from storage::ReferenceSql",
+    ),
 ];
 
 #[test]

@@ -63,8 +63,6 @@ pub enum Command {
     Status(StatusArgs),
     /// Start a private throwaway PostgreSQL, migrate it and serve; Ctrl-C stops everything.
     Dev(Box<DevArgs>),
-    /// Measure a server with LangGraph-shaped load (starts one from this binary unless --target).
-    Bench(Box<crate::bench::BenchArgs>),
 }
 
 /// Logging flags.

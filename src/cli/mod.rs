@@ -44,7 +44,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Servers export traces and metrics; one-shot commands only log, to stderr (their stdout is
-/// their result: a status, a benchmark table).
+/// their result: a status).
 fn telemetry_config(cli: &Cli) -> TelemetryConfig {
     let server = match &cli.command {
         Command::Serve(args) => Some(&args.server),
@@ -66,7 +66,6 @@ async fn run(command: Command, prometheus: Option<prometheus::Registry>) -> Exit
         Command::Health(args) => return health::check(&args).await,
         Command::Status(args) => return status::show(&args).await,
         Command::Dev(args) => dev::run(*args, prometheus).await,
-        Command::Bench(args) => crate::bench::run(*args).await.map(drop).map_err(Into::into),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,5 @@
 //! The SQL each benchmarked operation sends, taken from the operations themselves, so the
-//! pgbench reference (`checkpointd bench --pgbench`) issues exactly what checkpointd issues.
+//! pgbench reference (`checkpointd-bench --pgbench`) issues exactly what checkpointd issues.
 
 use std::time::Duration;
 

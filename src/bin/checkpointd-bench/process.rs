@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tonic::transport::Channel;
 
-use crate::bench::BenchError;
+use crate::BenchError;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -62,9 +62,9 @@ pub(crate) struct SpawnedServer {
 impl SpawnedServer {
     /// Starts `checkpointd serve` (this executable) against `database_url` with `extra` flags.
     pub(crate) fn start(database_url: &str, extra: &[String]) -> std::io::Result<SpawnedServer> {
-        let port = crate::devdb::free_port();
+        let port = checkpointd::devdb::free_port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let child = Command::new(std::env::current_exe()?)
+        let child = Command::new(server_binary()?)
             .args(["serve", "--listen", &addr.to_string()])
             .args(extra)
             .env("DATABASE_URL", database_url)
@@ -86,6 +86,16 @@ impl Drop for SpawnedServer {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
     }
+}
+
+/// The `checkpointd` binary built beside this one (cargo puts both in the same directory).
+fn server_binary() -> std::io::Result<std::path::PathBuf> {
+    let binary = std::env::current_exe()?.with_file_name("checkpointd");
+    if binary.is_file() {
+        return Ok(binary);
+    }
+    let message = format!("no checkpointd binary at {} (build it, or give --target)", binary.display());
+    Err(std::io::Error::new(std::io::ErrorKind::NotFound, message))
 }
 
 /// Waits until the server at `addr` reports SERVING.

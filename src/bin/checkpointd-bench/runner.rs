@@ -10,12 +10,12 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::bench::BenchError;
-use crate::bench::payload::{checkpoint_id, put_request, put_writes_request};
-use crate::bench::process::{Usage, usage};
-use crate::grpc::pb;
+use crate::BenchError;
+use crate::payload::{checkpoint_id, put_request, put_writes_request};
+use crate::process::{Usage, usage};
+use checkpointd::grpc::pb;
 
-pub(super) use crate::bench::client::{Client, connect};
+pub(super) use crate::client::{Client, connect};
 
 /// An operation to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]

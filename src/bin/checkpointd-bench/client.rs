@@ -12,8 +12,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::bench::BenchError;
-use crate::grpc::pb::checkpoint_service_client::CheckpointServiceClient;
+use crate::BenchError;
+use checkpointd::grpc::pb::checkpoint_service_client::CheckpointServiceClient;
 
 /// A client of the server under test.
 pub(super) type Client = CheckpointServiceClient<H2Connection>;

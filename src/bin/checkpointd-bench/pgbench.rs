@@ -9,10 +9,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::bench::BenchError;
-use crate::bench::payload::{checkpoint_id, put_request, put_writes_request};
-use crate::bench::runner::{Driver, Op, Step, latency_step};
-use crate::storage::{ReferenceSql, ReferenceTransaction};
+use crate::BenchError;
+use crate::payload::{checkpoint_id, put_request, put_writes_request};
+use crate::runner::{Driver, Op, Step, latency_step};
+use checkpointd::storage::{ReferenceSql, ReferenceTransaction};
 
 /// Checkpoints the List reference reads.
 const LIST_LIMIT: u64 = 10;
@@ -142,7 +142,7 @@ impl Pgbench {
             Op::PutWrites => {
                 let writes = put_writes_request("pgbench", 0, 0);
                 let channels: Vec<&str> = writes.writes.iter().map(|w| w.channel.as_str()).collect();
-                let values: Vec<&crate::grpc::pb::TypedValue> =
+                let values: Vec<&checkpointd::grpc::pb::TypedValue> =
                     writes.writes.iter().filter_map(|w| w.value.as_ref()).collect();
                 let types: Vec<&str> = values.iter().map(|v| v.r#type.as_str()).collect();
                 let blobs: Vec<Vec<u8>> = values.iter().map(|v| v.data.clone().unwrap_or_default()).collect();

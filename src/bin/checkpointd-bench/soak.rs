@@ -8,10 +8,10 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::bench::BenchError;
-use crate::bench::payload::{checkpoint_id, put_request};
-use crate::bench::process::usage;
-use crate::bench::runner::{Window, connect, percentile};
+use crate::BenchError;
+use crate::payload::{checkpoint_id, put_request};
+use crate::process::usage;
+use crate::runner::{Window, connect, percentile};
 
 /// Samples taken over the soak.
 const SAMPLES: u32 = 10;
@@ -95,7 +95,7 @@ pub(super) async fn run(window: &Window, concurrency: usize, length: Duration) -
     Ok(Soak { concurrency, seconds: length.as_secs_f64(), samples })
 }
 
-async fn agent(mut client: crate::bench::runner::Client, thread: String, until: Instant, interval: Arc<Interval>) {
+async fn agent(mut client: crate::runner::Client, thread: String, until: Instant, interval: Arc<Interval>) {
     let mut step: u64 = 0;
     while Instant::now() < until {
         let started = Instant::now();

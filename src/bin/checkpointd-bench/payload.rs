@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::grpc::pb;
+use checkpointd::grpc::pb;
 
 /// Messages in the `messages` channel.
 const MESSAGES: usize = 20;
@@ -142,9 +142,9 @@ mod tests {
 
     #[test]
     fn requests_are_valid_for_the_server() {
-        let converter = crate::domain::Validator::new(crate::domain::Limits::DOCUMENTED);
+        let converter = checkpointd::domain::Validator::new(checkpointd::domain::Limits::DOCUMENTED);
         let put = put_request("t", 3, Some(&checkpoint_id(2)));
-        assert!(crate::domain::JsonDocument::parse(put.checkpoint_json.clone(), 64).is_ok());
+        assert!(checkpointd::domain::JsonDocument::parse(put.checkpoint_json.clone(), 64).is_ok());
         assert!(converter.required("thread_id", put.thread_id, 512).is_ok());
         assert_eq!(put_writes_request("t", 3, 1).writes.len(), 3);
     }

@@ -1,7 +1,7 @@
-//! `checkpointd bench`: a load generator for a running (or self-started) checkpointd, with
+//! `checkpointd-bench`: a load generator for a running (or self-started) checkpointd, with
 //! LangGraph-shaped payloads, fixed concurrency levels, warm-up and fixed windows; it reports
 //! throughput, latency percentiles, and the server's CPU per operation and memory, as JSON and as
-//! a table.
+//! a table. A binary of its own, so the server's binary carries no load generator.
 
 mod client;
 mod error;
@@ -13,6 +13,7 @@ mod soak;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -25,10 +26,12 @@ pub(crate) use soak::Soak;
 
 use runner::Window;
 
-/// `checkpointd bench`.
-#[derive(Debug, clap::Args)]
-pub struct BenchArgs {
-    /// A running server to measure; when unset, one is started from this binary (needs --database-url).
+/// `checkpointd-bench`: measures a checkpointd server, and optionally pgbench running its SQL.
+#[derive(Debug, clap::Parser)]
+#[command(version)]
+struct BenchArgs {
+    /// A running server to measure; when unset, the `checkpointd` binary beside this one is
+    /// started (needs --database-url).
     #[arg(long)]
     pub target: Option<SocketAddr>,
     /// The process id of --target, to report its CPU and memory.
@@ -118,8 +121,26 @@ pub(crate) struct Report {
     pub soak: Option<Soak>,
 }
 
+fn main() -> ExitCode {
+    let args = <BenchArgs as clap::Parser>::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs the benchmark and prints its table.
-pub(crate) async fn run(args: BenchArgs) -> Result<Report, BenchError> {
+async fn run(args: BenchArgs) -> Result<Report, BenchError> {
     let spawned = match args.target {
         Some(_) => None,
         None => {
