@@ -1,5 +1,7 @@
 //! List: filters, ordering, limits and paging exactly as LangGraph's Postgres saver lists.
 
+use std::time::Duration;
+
 use checkpointd::grpc::pb;
 use serde_json::json;
 
@@ -190,6 +192,46 @@ async fn a_stream_scans_once_however_many_pages_it_fills() {
     assert_eq!(one_thread.len(), 24, "a thread without a namespace: four pages");
     app.stop().await;
     assert_eq!(scans_of_checkpoints(&app).await - before, 2, "one scan for each stream");
+}
+
+/// Transactions of this test's database that ended in a rollback, as the statistics report them.
+async fn rollbacks(sql: &tokio_postgres::Client) -> i64 {
+    let row = sql
+        .query_one("SELECT xact_rollback FROM pg_stat_database WHERE datname = current_database()", &[])
+        .await
+        .expect("database statistics");
+    row.get(0)
+}
+
+#[tokio::test]
+async fn a_paused_stream_cancels_its_select_on_the_server_instead_of_reading_it_to_the_end() {
+    let mut app = spawn_app().await;
+    let sql = app.sql().await;
+    // 2,000 rows of 10 KB: far more than the socket buffers hold, so the SELECT is still running
+    // (blocked on sending) when the reader pauses.
+    sql.batch_execute(
+        r#"INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, checkpoint, metadata)
+           SELECT 't' || (g % 3), '', 'c' || lpad(g::text, 4, '0'), '{"v": 4, "channel_versions": {}}',
+                  jsonb_build_object('pad', repeat('x', 10000))
+           FROM generate_series(1, 2000) AS g"#,
+    )
+    .await
+    .expect("insert checkpoints");
+    let before = rollbacks(&sql).await;
+    let mut stream = app.client.list(pb::ListRequest::default()).await.expect("list").into_inner();
+    let first = stream.message().await.expect("first tuple").expect("a tuple");
+    // The reader pauses: within its idle release the stream cancels its SELECT (its read-only
+    // transaction then ends in a rollback) rather than letting the server send every row.
+    eventually(Duration::from_secs(20), "the paused stream's SELECT to be cancelled", || async {
+        rollbacks(&sql).await > before
+    })
+    .await;
+    let mut listed = vec![first.tuple.expect("tuple set")];
+    while let Some(item) = stream.message().await.expect("the stream resumes") {
+        listed.push(item.tuple.expect("tuple set"));
+    }
+    let expected: Vec<String> = (1..=2000).rev().map(|g| format!("c{g:04}")).collect();
+    assert_eq!(ids(&listed), expected, "no row skipped or repeated after the cancel");
 }
 
 #[tokio::test]
