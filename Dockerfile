@@ -27,7 +27,7 @@ COPY proto/ proto/
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
-    && cargo build --release --locked \
+    && cargo build --release --locked --bin checkpointd \
     && rm -rf src
 
 COPY src/ src/

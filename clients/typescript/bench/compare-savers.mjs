@@ -12,6 +12,12 @@
  *   put       every task extends its own checkpoint chain with `put`;
  *   getTuple  every task puts one checkpoint (untimed), then reads its latest with `getTuple`.
  *
+ * A third "saver", `stub`, is the transport's floor: a bare grpc-js client sending the request
+ * GrpcCheckpointSaver builds (captured from one of its puts; each put gets a fresh checkpoint id, in
+ * the field and in the document) or a GetTupleRequest, decoding the answer and doing nothing else.
+ * Its rate next to GrpcCheckpointSaver's is the client's efficiency (issue 13: target >= 0.9); this
+ * process's CPU per call (over the measured part of each window) is reported for every saver.
+ *
  * Each window is a warm-up (calls not recorded) followed by the measured duration; a call counts
  * when it completes inside the measured part. Savers are interleaved per repetition so that machine
  * noise hits both alike; each window's threads are deleted afterwards (untimed). Errors are counted,
@@ -36,9 +42,12 @@ import { uuid6 } from "@langchain/langgraph-checkpoint";
 import { PostgresSaver } from "@langchain/langgraph-checkpoint-postgres";
 import pg from "pg";
 
+import grpc from "@grpc/grpc-js";
+
+import { CheckpointServiceService, GetTupleRequest, PutRequest } from "../dist/gen/checkpoint/v1/checkpoint.js";
 import { GrpcCheckpointSaver } from "../dist/index.js";
 
-const SAVERS = ["postgres", "checkpointd"];
+const SAVERS = ["postgres", "checkpointd", "stub"];
 const OPS = ["put", "getTuple"];
 const MESSAGE_COUNT = 20;
 const MESSAGE_CHARS = 200;
@@ -69,6 +78,24 @@ const MESSAGES = makeMessages();
 async function blobSize(saver) {
   const [, bytes] = await saver.serde.dumpsTyped(MESSAGES);
   return typeof bytes === "string" ? Buffer.byteLength(bytes) : bytes.length;
+}
+
+/**
+ * CPU per call (µs) of what every LangGraph.js saver does to the messages blob: `dumpsTyped` for a
+ * put, `loadsTyped` for a getTuple (PostgresSaver pays the same), timed alone.
+ */
+async function serdeCpuUs(saver, rounds = 500) {
+  const [type, bytes] = await saver.serde.dumpsTyped(MESSAGES);
+  const timed = async (work) => {
+    const start = process.cpuUsage();
+    for (let i = 0; i < rounds; i++) await work();
+    const used = process.cpuUsage(start);
+    return (used.user + used.system) / rounds;
+  };
+  return {
+    put: await timed(() => saver.serde.dumpsTyped(MESSAGES)),
+    getTuple: await timed(() => saver.serde.loadsTyped(type, bytes)),
+  };
 }
 
 /** One thread's checkpoint chain: builds each next `put` and advances on success. */
@@ -126,6 +153,8 @@ class Tally {
   latenciesMs = [];
   errors = 0;
   firstError = null;
+  /** This process's CPU (user + system, µs) over the measured part of the window. */
+  cpuUs = null;
 
   error(err) {
     this.errors += 1;
@@ -154,6 +183,20 @@ function percentileMs(sorted, q) {
   if (sorted.length === 0) return null;
   const rank = Math.max(1, Math.round((q / 100) * sorted.length));
   return sorted[Math.min(rank, sorted.length) - 1];
+}
+
+/** Resolves at performance.now() === `at` (or at once when that has passed). */
+function sleepUntil(at) {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, at - performance.now())));
+}
+
+/** This process's CPU time (µs) between the window's start and end, sampled while its calls run. */
+async function cpuOverWindow(window) {
+  await sleepUntil(window.start);
+  const start = process.cpuUsage();
+  await sleepUntil(window.end);
+  const used = process.cpuUsage(start);
+  return used.user + used.system;
 }
 
 function median(values) {
@@ -203,6 +246,7 @@ function stepJson(step) {
     ops_per_sec: lat.length / step.durationS,
     p50_ms: percentileMs(lat, 50),
     p99_ms: percentileMs(lat, 99),
+    cpu_us_per_call: lat.length > 0 && step.tally.cpuUs !== null ? step.tally.cpuUs / lat.length : null,
     errors: step.tally.errors,
   };
 }
@@ -223,6 +267,7 @@ function summarize(steps) {
     const { saver, op, concurrency } = group[0];
     const rates = group.map((s) => s.tally.latenciesMs.length / s.durationS);
     const pooled = group.flatMap((s) => s.tally.latenciesMs).sort(byNumber);
+    const cpu = group.map((s) => stepJson(s).cpu_us_per_call).filter((v) => v !== null);
     summary.push({
       saver,
       op,
@@ -233,6 +278,7 @@ function summarize(steps) {
       ops_per_sec_max: Math.max(...rates),
       p50_ms: percentileMs(pooled, 50),
       p99_ms: percentileMs(pooled, 99),
+      cpu_us_per_call: cpu.length > 0 ? median(cpu) : null,
       errors: group.reduce((n, s) => n + s.tally.errors, 0),
     });
   }
@@ -261,21 +307,64 @@ function ratios(summary) {
   return out;
 }
 
+/** GrpcCheckpointSaver against the bare stub, for every (op, concurrency) that both ran. */
+function floor(summary, serde) {
+  const byKey = new Map(summary.map((r) => [`${r.saver}\u0000${r.op}\u0000${r.concurrency}`, r]));
+  const out = [];
+  for (const stub of summary) {
+    if (stub.saver !== "stub") continue;
+    const saver = byKey.get(`checkpointd\u0000${stub.op}\u0000${stub.concurrency}`);
+    if (saver === undefined) continue;
+    out.push({
+      op: stub.op,
+      concurrency: stub.concurrency,
+      stub_ops_per_sec: stub.ops_per_sec_median,
+      saver_ops_per_sec: saver.ops_per_sec_median,
+      efficiency: safeDiv(saver.ops_per_sec_median, stub.ops_per_sec_median),
+      stub_cpu_us_per_call: stub.cpu_us_per_call,
+      saver_cpu_us_per_call: saver.cpu_us_per_call,
+      serde_cpu_us_per_call: serde?.[stub.op] ?? null,
+    });
+  }
+  return out;
+}
+
+/** The saver's CPU per call beyond the bare stub's and LangGraph's serializer's. */
+function own(r) {
+  const parts = [r.saver_cpu_us_per_call, r.stub_cpu_us_per_call, r.serde_cpu_us_per_call];
+  return parts.some((v) => v === null || v === undefined) ? null : parts[0] - parts[1] - parts[2];
+}
+
 function fmt(value, digits, suffix = "", width = 0) {
   return value === null || value === undefined ? "–".padStart(width) : `${value.toFixed(digits)}${suffix}`.padStart(width);
 }
 
-function markdown(summary, ratioRows) {
+function markdown(summary, ratioRows, floorRows) {
   const lines = [
-    "| op | concurrency | saver | reps | ops/s median | ops/s min–max | p50 ms | p99 ms | errors |",
-    "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    "| op | concurrency | saver | reps | ops/s median | ops/s min–max | p50 ms | p99 ms | CPU µs/call | errors |",
+    "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
   ];
   for (const r of summary) {
     lines.push(
       `| ${r.op} | ${r.concurrency} | ${r.saver} | ${r.repetitions} ` +
         `| ${r.ops_per_sec_median.toFixed(1)} | ${r.ops_per_sec_min.toFixed(1)}–${r.ops_per_sec_max.toFixed(1)} ` +
-        `| ${fmt(r.p50_ms, 2)} | ${fmt(r.p99_ms, 2)} | ${r.errors} |`,
+        `| ${fmt(r.p50_ms, 2)} | ${fmt(r.p99_ms, 2)} | ${fmt(r.cpu_us_per_call, 0)} | ${r.errors} |`,
     );
+  }
+  if (floorRows.length > 0) {
+    lines.push(
+      "",
+      "| op | concurrency | bare stub ops/s | saver ops/s | efficiency saver/stub | stub CPU µs/call | saver CPU µs/call " +
+        "| of which LangGraph serde | saver's own |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    );
+    for (const r of floorRows) {
+      lines.push(
+        `| ${r.op} | ${r.concurrency} | ${r.stub_ops_per_sec.toFixed(0)} | ${r.saver_ops_per_sec.toFixed(0)} ` +
+          `| ${fmt(r.efficiency, 2)} | ${fmt(r.stub_cpu_us_per_call, 0)} | ${fmt(r.saver_cpu_us_per_call, 0)} ` +
+          `| ${fmt(r.serde_cpu_us_per_call, 0)} | ${fmt(own(r), 0)} |`,
+      );
+    }
   }
   if (ratioRows.length > 0) {
     lines.push(
@@ -334,6 +423,65 @@ async function openCheckpointd(target) {
   return { saver, close: () => saver.close() };
 }
 
+/** Sends already encoded request bytes as one unary call on a bare grpc-js client. */
+function unaryCall(client, method, bytes) {
+  return new Promise((resolve, reject) => {
+    const options = { deadline: Date.now() + 30_000 };
+    client.makeUnaryRequest(method.path, (b) => b, method.responseDeserialize, bytes, new grpc.Metadata(), options, (err, value) =>
+      err ? reject(err) : resolve(value),
+    );
+  });
+}
+
+const encoded = (bytes) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+/**
+ * The transport's floor, shaped like a saver for Chain and getTupleCall: a bare grpc-js client that
+ * sends the PutRequest GrpcCheckpointSaver builds (captured from its first put, then re-encoded
+ * with each put's thread and fresh checkpoint id) or a GetTupleRequest, and only decodes the answer.
+ */
+async function openStub(target) {
+  const real = await openCheckpointd(target);
+  const client = new grpc.Client(target, grpc.credentials.createInsecure());
+  const saverPut = real.saver.client.put.bind(real.saver.client);
+  let template = null;
+  const capture = async (config, checkpoint, metadata, newVersions) => {
+    real.saver.client.put = (request, call) => {
+      template = request;
+      return saverPut(request, call);
+    };
+    try {
+      return await real.saver.put(config, checkpoint, metadata, newVersions);
+    } finally {
+      real.saver.client.put = saverPut;
+    }
+  };
+  const stub = {
+    serde: real.saver.serde,
+    getNextVersion: (current) => real.saver.getNextVersion(current),
+    async put(config, checkpoint, metadata, newVersions) {
+      if (template === null) return capture(config, checkpoint, metadata, newVersions);
+      const threadId = config.configurable.thread_id;
+      const document = Buffer.from(template.checkpointJson).toString("utf8").replace(template.checkpointId, checkpoint.id);
+      const request = { ...template, threadId, checkpointId: checkpoint.id, checkpointJson: Buffer.from(document, "utf8") };
+      await unaryCall(client, CheckpointServiceService.put, encoded(PutRequest.encode(request).finish()));
+      return { configurable: { thread_id: threadId, checkpoint_ns: "", checkpoint_id: checkpoint.id } };
+    },
+    getTuple(config) {
+      const request = { threadId: config.configurable.thread_id, checkpointNs: "" };
+      return unaryCall(client, CheckpointServiceService.getTuple, encoded(GetTupleRequest.encode(request).finish()));
+    },
+    deleteThread: (threadId) => real.saver.deleteThread(threadId),
+  };
+  return {
+    saver: stub,
+    close: async () => {
+      client.close();
+      await real.close();
+    },
+  };
+}
+
 /** The version of an installed package, read from its package.json (found from its entry point). */
 function packageVersion(name) {
   try {
@@ -368,7 +516,9 @@ async function runStep(saverName, saver, op, concurrency, repetition, args) {
   }
   if (calls.length > 0) {
     const window = new Window(args.warmup, args.duration);
-    await Promise.all(calls.map((call) => callLoop(call, window, tally)));
+    const loops = Promise.all(calls.map((call) => callLoop(call, window, tally)));
+    tally.cpuUs = await cpuOverWindow(window);
+    await loops;
   }
   if (!args.keepData) await cleanup(saver, threadIds);
   return { saver: saverName, op, concurrency, repetition, durationS: args.duration, tally };
@@ -388,14 +538,17 @@ async function run(args) {
   const steps = [];
   const opened = [];
   let blobBytes = null;
+  let serde = null;
   try {
     const savers = [];
     for (const name of args.savers) {
-      const handle = name === "postgres" ? await openPostgres(args.databaseUrl, args.poolSize) : await openCheckpointd(args.target);
+      const open = { postgres: () => openPostgres(args.databaseUrl, args.poolSize), checkpointd: () => openCheckpointd(args.target), stub: () => openStub(args.target) };
+      const handle = await open[name]();
       opened.push(handle);
       savers.push([name, handle.saver]);
     }
     blobBytes = await blobSize(savers[0][1]);
+    serde = await serdeCpuUs(savers[0][1]);
     console.error(`run ${args.runId}: messages blob ${blobBytes} bytes`);
     for (const op of args.ops) {
       for (const concurrency of args.concurrency) {
@@ -423,6 +576,8 @@ async function run(args) {
     steps: steps.map(stepJson),
     summary,
     ratios: ratios(summary),
+    serde_cpu_us: serde,
+    floor: floor(summary, serde),
   };
 }
 
@@ -434,7 +589,7 @@ Side-by-side benchmark of LangGraph.js's PostgresSaver and checkpointd's GrpcChe
 
   --database-url URL     PostgreSQL for PostgresSaver (default: postgresql://postgres@127.0.0.1:5432/postgres)
   --target HOST:PORT     checkpointd (required with the checkpointd saver)
-  --savers LIST          default: postgres,checkpointd
+  --savers LIST          default: postgres,checkpointd,stub (stub: a bare grpc-js client, the floor)
   --ops LIST             default: put,getTuple
   --concurrency LIST     tasks sharing the saver (default: 1,8,32)
   --repetitions N        default: 3
@@ -508,8 +663,8 @@ function parseCli(argv) {
     json: values.json,
     runId: randomUUID().replaceAll("-", "").slice(0, 8),
   };
-  if (args.savers.includes("checkpointd") && !args.target) {
-    throw new UsageError("--target is required when the checkpointd saver is selected");
+  if ((args.savers.includes("checkpointd") || args.savers.includes("stub")) && !args.target) {
+    throw new UsageError("--target is required when the checkpointd saver or the stub is selected");
   }
   return args;
 }
@@ -533,7 +688,7 @@ async function main() {
     throw err;
   }
   if (args.json) writeFileSync(args.json, `${JSON.stringify(result, null, 2)}\n`);
-  console.log(markdown(result.summary, result.ratios));
+  console.log(markdown(result.summary, result.ratios, result.floor));
 }
 
 await main();
