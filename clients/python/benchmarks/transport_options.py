@@ -40,16 +40,16 @@ import script_main
 WAYS = ("aio", "executor", "threads")
 
 
-async def aio_rate(target: str, request: pb.GetTupleRequest, concurrency: int, warmup: float, duration: float):
-    channel = grpc.aio.insecure_channel(target)
-    stub = pb_grpc.CheckpointServiceStub(channel)
+async def event_loop_rate(call: Any, concurrency: int, warmup: float, duration: float) -> tuple[int, float]:
+    """Calls ``call`` back to back on ``concurrency`` asyncio tasks; the calls and this process's CPU
+    over the measured window."""
     counting = False
     calls = 0
 
     async def loop(end: float) -> None:
         nonlocal calls
         while time.perf_counter() < end:
-            await stub.GetTuple(request, timeout=30)
+            await call()
             if counting:
                 calls += 1
 
@@ -60,8 +60,16 @@ async def aio_rate(target: str, request: pb.GetTupleRequest, concurrency: int, w
     await asyncio.sleep(duration)
     counting, cpu = False, time.process_time() - cpu
     await asyncio.gather(*tasks)
-    await channel.close()
     return calls, cpu
+
+
+async def aio_rate(target: str, request: pb.GetTupleRequest, concurrency: int, warmup: float, duration: float):
+    channel = grpc.aio.insecure_channel(target)
+    stub = pb_grpc.CheckpointServiceStub(channel)
+    try:
+        return await event_loop_rate(lambda: stub.GetTuple(request, timeout=30), concurrency, warmup, duration)
+    finally:
+        await channel.close()
 
 
 async def executor_rate(target: str, request: pb.GetTupleRequest, concurrency: int, warmup: float, duration: float):
@@ -69,26 +77,15 @@ async def executor_rate(target: str, request: pb.GetTupleRequest, concurrency: i
     stub = pb_grpc.CheckpointServiceStub(channel)
     pool = ThreadPoolExecutor(max_workers=concurrency)
     event_loop = asyncio.get_running_loop()
-    counting = False
-    calls = 0
 
-    async def loop(end: float) -> None:
-        nonlocal calls
-        while time.perf_counter() < end:
-            await event_loop.run_in_executor(pool, lambda: stub.GetTuple(request, timeout=30))
-            if counting:
-                calls += 1
+    def call() -> Any:
+        return event_loop.run_in_executor(pool, lambda: stub.GetTuple(request, timeout=30))
 
-    end = time.perf_counter() + warmup + duration
-    tasks = [asyncio.create_task(loop(end)) for _ in range(concurrency)]
-    await asyncio.sleep(warmup)
-    counting, cpu = True, time.process_time()
-    await asyncio.sleep(duration)
-    counting, cpu = False, time.process_time() - cpu
-    await asyncio.gather(*tasks)
-    pool.shutdown()
-    channel.close()
-    return calls, cpu
+    try:
+        return await event_loop_rate(call, concurrency, warmup, duration)
+    finally:
+        pool.shutdown()
+        channel.close()
 
 
 def threads_rate(target: str, request: pb.GetTupleRequest, concurrency: int, warmup: float, duration: float):
