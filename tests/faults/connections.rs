@@ -49,7 +49,7 @@ async fn killing_backends_mid_read_and_mid_write_loses_no_acknowledged_write() {
     let retried = || async { service.status().await.retries_by_class.values().sum::<u64>() };
     let mut killed = 0;
     for round in 0.. {
-        if round >= 6 && (retried().await > 0 || round >= 60) {
+        if round >= 6 && (retried().await > 0 || round >= 400) {
             break;
         }
         killed += tokio::task::block_in_place(|| db.terminate("state <> 'idle'"));
