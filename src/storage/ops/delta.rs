@@ -22,6 +22,9 @@ use crate::storage::statement::Statement;
 /// What one checkpoint of the walk says about each requested channel (`$4`), in request order:
 /// its version, whether a blob is stored at that version, its inline value, and whether the
 /// channel's walk has ended here or below (`prior` is the ended flags of the child).
+/// `OFFSET 0` keeps `x` a subquery of its own, so each row's blob probe and inline value are
+/// computed once: pulled up, they were computed again for `ended` (twice the index lookups; the
+/// walk of 150 checkpoints took 4.6 ms to execute, 2.3 ms with it).
 fn channel_info(prior: &str) -> String {
     format!(
         r#"CROSS JOIN LATERAL (
@@ -38,6 +41,7 @@ fn channel_info(prior: &str) -> String {
                ) AS has_blob,
                (c.checkpoint -> 'channel_values' -> ch.name)::text AS inline
         FROM unnest($4::text[]) WITH ORDINALITY AS ch(name, i)
+        OFFSET 0
     ) AS x
 ) AS info"#
     )
