@@ -77,7 +77,7 @@ fn count_messages(pending: &mut Vec<u8>, started: &mut bool, counter: &AtomicU64
 }
 
 #[tokio::test]
-async fn a_put_put_writes_get_tuple_and_delete_thread_each_take_one_round_trip() {
+async fn a_put_put_writes_get_tuple_delta_history_and_delete_thread_each_take_one_round_trip() {
     let db = TestDb::create().await;
     let upstream = db.url.split_once('@').and_then(|(_, rest)| rest.split_once('/')).map(|(host, _)| host);
     let upstream = upstream.expect("host:port in the test database URL").to_owned();
@@ -100,6 +100,7 @@ async fn a_put_put_writes_get_tuple_and_delete_thread_each_take_one_round_trip()
     .await;
     client.put_writes(put_writes("warm", "", "c1", "task", vec![write("ch", b"v")])).await.expect("writes");
     get(&mut client, "warm", "", None).await;
+    client.get_delta_channel_history(delta_history("warm")).await.expect("delta history");
     client.delete_thread(pb::DeleteThreadRequest { thread_id: "warm".into() }).await.expect("delete");
     let mut counted = Vec::new();
     let before = proxy.count();
@@ -112,9 +113,24 @@ async fn a_put_put_writes_get_tuple_and_delete_thread_each_take_one_round_trip()
     assert!(get(&mut client, "t", "", None).await.is_some());
     counted.push(("GetTuple", proxy.count() - before));
     let before = proxy.count();
+    let history = client.get_delta_channel_history(delta_history("t")).await.expect("delta history");
+    assert_eq!(history.into_inner().channels.len(), 1);
+    counted.push(("GetDeltaChannelHistory", proxy.count() - before));
+    let before = proxy.count();
     client.delete_thread(pb::DeleteThreadRequest { thread_id: "t".into() }).await.expect("delete");
     counted.push(("DeleteThread", proxy.count() - before));
-    assert_eq!(counted, [("Put", 1), ("PutWrites", 1), ("GetTuple", 1), ("DeleteThread", 1)]);
+    let expected = [("Put", 1), ("PutWrites", 1), ("GetTuple", 1), ("GetDeltaChannelHistory", 1), ("DeleteThread", 1)];
+    assert_eq!(counted, expected);
+}
+
+/// The delta history of channel `ch` at the latest checkpoint of `thread`.
+fn delta_history(thread: &str) -> pb::GetDeltaChannelHistoryRequest {
+    pb::GetDeltaChannelHistoryRequest {
+        thread_id: thread.into(),
+        checkpoint_ns: String::new(),
+        checkpoint_id: None,
+        channels: vec!["ch".into()],
+    }
 }
 
 #[tokio::test]
