@@ -170,7 +170,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
     """The median of each measure over the repetitions, the call figures per method included."""
     medians: dict[str, Any] = {
-        key: statistics.median(r[key] for r in results) for key, value in results[0].items() if key != "calls"
+        key: statistics.median(r[key] for r in results) for key in results[0] if key != "calls"
     }
     methods = {method for r in results for method in r["calls"]}
     medians["calls"] = {

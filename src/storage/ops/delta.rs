@@ -10,6 +10,7 @@
 //! `REPEATABLE READ` transaction: four round trips).
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use diesel::QueryResult;
 use diesel::sql_types::{Array, Bytea, Int4, Nullable, Text};
@@ -118,6 +119,9 @@ WHERE NOT v.has_blob AND v.inline <> 'null' AND v.version IS NOT NULL"#
     )
 }
 
+/// Built once: the statement's text is the same for every call.
+static HISTORY_SQL: LazyLock<String> = LazyLock::new(history_sql);
+
 /// A write along a walk (`kind` 'w'), the blob a walk ended at ('b') or its inline value ('i').
 #[derive(Debug, diesel::QueryableByName)]
 struct HistoryRow {
@@ -211,7 +215,7 @@ impl Operation for DeltaHistoryOp<'_> {
     fn run<'c>(&'c self, conn: &'c mut AsyncPgConnection) -> BoxFuture<'c, QueryResult<Self::Output>> {
         async move {
             let query = self.0;
-            let rows: Vec<HistoryRow> = Statement::new(history_sql())
+            let rows: Vec<HistoryRow> = Statement::new(HISTORY_SQL.as_str())
                 .bind::<Text, _>(&query.thread_id)
                 .bind::<Text, _>(&query.checkpoint_ns)
                 .bind::<Nullable<Text>, _>(query.checkpoint_id.clone())
